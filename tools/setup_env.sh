@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Set up (or verify) the Python environment rils-mm runs in.  Idempotent: seconds when
+# everything is already installed.  Sourced or executed by tools/quickstart.sh and
+# tools/run_tests.sh, so users never have to run it by hand.
+#
+#   * uses the active virtual environment ($VIRTUAL_ENV), else creates/uses .venv/ at the
+#     repository root;
+#   * installs the pinned torch/torchvision, builds mmcv 2.1.0 *with ops* once into a wheel
+#     cache outside the repository ($RILS_MM_CACHE, default ~/.cache/rils-mm) and reuses
+#     that wheel ever after;
+#   * installs the OpenMMLab stack, open_clip, webdataset, clip-benchmark, scikit-learn,
+#     the test tools and rils-mm itself (editable).
+#
+# Environment knobs:
+#   RILS_MM_PYTHON   interpreter used to create .venv (default: python3)
+#   RILS_MM_CACHE    wheel cache folder (default: ${XDG_CACHE_HOME:-~/.cache}/rils-mm)
+#   MMCV_JOBS        parallel compile jobs for the mmcv build (default: nproc)
+#   FORCE_CUDA=1     build mmcv's CUDA ops (automatic when torch sees a GPU)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${RILS_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rils-mm}"
+MMCV_VERSION=2.1.0
+SETUPTOOLS_PIN='setuptools==80.9.0'   # >=77 for torch; <81 keeps pkg_resources (mmcv, mmengine)
+
+say() { printf '[setup] %s\n' "$*"; }
+die() {
+    printf '[setup] ERROR: %s\n' "$1" >&2
+    [ -n "${2:-}" ] && printf '[setup] what to do: %s\n' "$2" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- interpreter / venv
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+    PY="$VIRTUAL_ENV/bin/python"
+    say "using the active virtual environment $VIRTUAL_ENV"
+else
+    PY="$ROOT/.venv/bin/python"
+    if [ ! -x "$PY" ]; then
+        BASE_PY="${RILS_MM_PYTHON:-python3}"
+        command -v "$BASE_PY" >/dev/null ||
+            die "no '$BASE_PY' on PATH" "install Python >= 3.9 or set RILS_MM_PYTHON"
+        "$BASE_PY" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null ||
+            die "$BASE_PY is older than 3.9" "set RILS_MM_PYTHON to a Python >= 3.9"
+        say "creating $ROOT/.venv with $("$BASE_PY" --version 2>&1)"
+        "$BASE_PY" -m venv "$ROOT/.venv" ||
+            die "python -m venv failed" "install the venv module (Debian: apt-get install python3-venv)"
+    fi
+fi
+export PATH="$(dirname "$PY"):$PATH"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+# ---------------------------------------------------------------- fast path
+STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
+STAMP="$STAMP_DIR/.rils-mm-setup"
+FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-16)"
+CHECK_IMPORTS='import rils_mm, mmcv.ops, mmpretrain.models, mmdet.models, mmseg.models, open_clip, webdataset, clip_benchmark, sklearn'
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$FINGERPRINT" ] &&
+    (cd "$ROOT" && "$PY" -c "$CHECK_IMPORTS") >/dev/null 2>&1; then
+    say "environment up to date ($PY)"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- build tools + torch
+say "installing build tools ($SETUPTOOLS_PIN, wheel, ninja)"
+"${PIP[@]}" install -q "$SETUPTOOLS_PIN" wheel ninja ||
+    die "pip could not install build tools" "check that pip reaches a package index"
+
+say "installing torch/torchvision ($(grep -v '^#' "$ROOT/requirements/torch.txt" | tr '\n' ' '))"
+"${PIP[@]}" install -q -r "$ROOT/requirements/torch.txt" ||
+    die "torch install failed" "the pins in requirements/torch.txt must be available from your index"
+
+# ---------------------------------------------------------------- mmcv with ops
+if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then
+    say "mmcv $MMCV_VERSION with ops already installed"
+else
+    TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+    if [ "${FORCE_CUDA:-0}" = 1 ] || "$PY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        FLAVOUR=cuda
+    else
+        FLAVOUR=cpu
+    fi
+    WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_TAG-$FLAVOUR"
+    mkdir -p "$WHEEL_DIR"
+    WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+    if [ -z "$WHEEL" ]; then
+        say "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $FLAVOUR ops"
+        say "(one time only; about 15-40 min on 2 cores; log: $WHEEL_DIR/build.log)"
+        BUILD="$(mktemp -d)"
+        "${PIP[@]}" download -q --no-deps --no-binary=:all: "mmcv==$MMCV_VERSION" -d "$BUILD" ||
+            die "could not download the mmcv $MMCV_VERSION source" "check that pip reaches PyPI"
+        tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
+        # mmcv's setup.py forces -std=c++17, but torch >= 2.10 headers need C++20.
+        sed -i 's/-std=c++17/-std=c++20/g; s#/std:c++17#/std:c++20#g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
+        "${PIP[@]}" install -q addict numpy packaging pyyaml yapf opencv-python
+        (cd "$BUILD/mmcv-$MMCV_VERSION" &&
+            MMCV_WITH_OPS=1 MAX_JOBS="${MMCV_JOBS:-$(nproc)}" \
+                "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" . \
+                >"$WHEEL_DIR/build.log" 2>&1) ||
+            die "mmcv build failed (last lines of $WHEEL_DIR/build.log below)
+$(tail -n 20 "$WHEEL_DIR/build.log")" "install a C++20 compiler (g++ >= 10) and the Python headers, then re-run"
+        rm -rf "$BUILD"
+        WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
+    else
+        say "reusing cached mmcv wheel $WHEEL"
+    fi
+    "${PIP[@]}" install -q --no-deps "$WHEEL" || die "installing $WHEEL failed" "delete $WHEEL_DIR and re-run to rebuild"
+fi
+
+# ---------------------------------------------------------------- the rest of the stack
+say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test tools"
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
+    -r "$ROOT/requirements/tests.txt" ||
+    die "installing requirements failed" "see the pip error above; pins live in requirements/*.txt"
+say "installing rils-mm (editable)"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT" ||
+    die "pip install -e . failed" "see the pip error above"
+
+say "verifying imports"
+(cd "$ROOT" && "$PY" -c "$CHECK_IMPORTS") ||
+    die "the stack does not import" "see the traceback above; delete .venv to start from scratch"
+echo "$FINGERPRINT" >"$STAMP"
+say "environment ready ($PY)"
