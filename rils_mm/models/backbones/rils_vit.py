@@ -1,0 +1,102 @@
+"""RILS vision encoder (V-Enc, Eq. 1)."""
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.models.selfsup.mae import MAEViT
+from mmpretrain.registry import MODELS
+
+
+class QVBiasLinear(nn.Linear):
+    """The fused qkv projection with a bias on q and v only (no k bias).
+
+    This is the BEiT/official-RILS attention parameterisation. Parameters are
+    named ``weight``, ``q_bias`` and ``v_bias`` like the official release.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        assert out_features % 3 == 0, 'expects a fused qkv projection'
+        dim = out_features // 3
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = torch.cat(
+            (self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        return F.linear(x, self.weight, bias)
+
+
+@MODELS.register_module()
+class RILSViT(MAEViT):
+    """Plain ViT encoder of RILS: CLS token, fixed 2-D sin-cos positions,
+    q/v bias, LayerNorm eps 1e-6 (paper Sec. 3.1, Eq. 1).
+
+    ``forward(x)`` (or ``mask=None``/``False``) is an ordinary mmpretrain
+    backbone honouring ``out_type``/``out_indices`` for downstream use.
+    ``forward(x, mask=True)`` encodes a randomly masked copy (per-sample
+    shuffle, ``mask_ratio``) and returns ``(tokens, mask, ids_restore)`` with
+    ``tokens`` = CLS + visible patches. :meth:`forward_intact` returns all
+    tokens of the intact image regardless of ``out_type``.
+
+    Args:
+        qv_bias (bool): bias on q and v but not k. Defaults to True.
+        Others: see :class:`mmpretrain.models.MAEViT`.
+    """
+
+    def __init__(self, *args, qv_bias: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if qv_bias:
+            for layer in self.layers:
+                qkv = layer.attn.qkv
+                layer.attn.qkv = QVBiasLinear(qkv.in_features,
+                                              qkv.out_features)
+
+    def random_masking(
+        self,
+        x: torch.Tensor,
+        mask_ratio: float = 0.75,
+        noise: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MAE per-sample random masking; ``noise`` (B, N) may be given for
+        reproducibility (smallest values are kept)."""
+        B, N, C = x.shape
+        len_keep = int(N * (1 - mask_ratio))
+        if noise is None:
+            noise = torch.rand(B, N, device=x.device)
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :len_keep]
+        x_masked = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, C))
+        mask = torch.ones(B, N, device=x.device)
+        mask[:, :len_keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        return x_masked, mask, ids_restore
+
+    def forward(self,
+                x: torch.Tensor,
+                mask: Optional[bool] = None,
+                noise: Optional[torch.Tensor] = None) -> Union[tuple, torch.Tensor]:
+        if not mask:
+            return super(MAEViT, self).forward(x)
+        B = x.shape[0]
+        x = self.patch_embed(x)[0] + self.pos_embed[:, 1:, :]
+        x, mask, ids_restore = self.random_masking(x, self.mask_ratio, noise)
+        cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(B, -1, -1)
+        x = self._run_layers(torch.cat((cls, x), dim=1))
+        return x, mask, ids_restore
+
+    def forward_intact(self, x: torch.Tensor) -> torch.Tensor:
+        """All tokens (B, 1 + N, C) of the unmasked image, final norm applied."""
+        x = self.patch_embed(x)[0]
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + self.pos_embed
+        return self._run_layers(x)
+
+    def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.ln1(x) if self.final_norm else x

@@ -1,0 +1,3 @@
+from .rils_head import RILSHead
+
+__all__ = ['RILSHead']

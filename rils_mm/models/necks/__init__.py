@@ -1,0 +1,3 @@
+from .rils_decoder import RILSDecoder
+
+__all__ = ['RILSDecoder']

@@ -1,0 +1,44 @@
+"""Gathering embeddings across ranks for global-batch losses."""
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+    """Concatenate ``x`` (B, ...) from every rank along dim 0 in rank order.
+
+    With ``with_grad`` the gather is differentiable: the backward pass *sums*
+    the gradients that all ranks send to each rank's slice. A loss that every
+    rank computes over the global batch (and that DDP then averages) therefore
+    receives exactly the gradient one process holding the whole batch would
+    get. Without it, the other ranks' slices are constants and this rank's own
+    slice keeps its local gradient (open_clip's ``gather_with_grad=False``).
+
+    Single-process (or non-distributed) runs return ``x`` unchanged.
+    """
+    world_size = get_world_size()
+    if world_size == 1:
+        return x
+    if with_grad:
+        return torch.cat(dist_nn.all_gather(x), dim=0)
+    chunks = [torch.empty_like(x) for _ in range(world_size)]
+    dist.all_gather(chunks, x.detach().contiguous())
+    chunks[get_rank()] = x
+    return torch.cat(chunks, dim=0)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of a (non-differentiable) tensor over all ranks; identity when single-process."""
+    if get_world_size() == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
