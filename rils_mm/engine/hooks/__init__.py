@@ -1,5 +1,7 @@
+from .data_skip_hook import DataSkipCounterHook
 from .logit_scale_hook import LogitScaleClampHook
 from .rng_state_hook import RNGStateHook
 from .zero_shot_hook import ZeroShotClassifierHook
 
-__all__ = ['LogitScaleClampHook', 'RNGStateHook', 'ZeroShotClassifierHook']
+__all__ = ['DataSkipCounterHook', 'LogitScaleClampHook', 'RNGStateHook',
+           'ZeroShotClassifierHook']

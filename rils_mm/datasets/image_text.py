@@ -1,0 +1,333 @@
+"""Image-caption pairs listed in a CSV / TSV / JSONL annotation file.
+
+Bad data is the rule, not the exception, in web-scale image-text corpora, so this
+dataset never crashes on a single bad sample:
+
+* at load time, rows with a missing image path or an empty / non-string caption are
+  dropped and counted (:attr:`ImageTextDataset.num_invalid_rows`); more than half of
+  the rows being invalid is an error;
+* at run time, a sample whose pipeline fails (missing / corrupt image, caption the
+  tokenizer rejects, pipeline returning ``None``) is replaced by the next index
+  (``idx + 1``, wrapping), deterministically and without recursion. The returned
+  sample's ``data_samples`` metainfo carries ``num_skipped`` and ``skip_reasons``
+  so that :class:`~rils_mm.engine.hooks.DataSkipCounterHook` can count them.
+"""
+import csv
+import json
+import logging
+import os.path as osp
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.logging import print_log
+
+from mmpretrain.datasets.base_dataset import BaseDataset
+from mmpretrain.registry import DATASETS
+from .transforms import InvalidCaptionError
+
+__all__ = [
+    'AnnotationKeyError', 'read_annotation_rows', 'resolve_image_root',
+    'ImageTextDataset', 'describe_failure', 'short_message', 'attach_skip_info'
+]
+
+#: At most this many skip reasons are kept per returned sample.
+MAX_REASONS_PER_SAMPLE = 10
+
+
+class AnnotationKeyError(KeyError):
+    """A required column / key is missing from an annotation file.
+
+    Unlike a bare ``KeyError`` its message is printed without extra quotes.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
+def _annotation_format(path: str) -> str:
+    ext = osp.splitext(path)[1].lower()
+    formats = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl', '.json': 'json'}
+    if ext not in formats:
+        raise ValueError(f'Unsupported annotation file {path!r}: the extension '
+                         f'must be one of {sorted(formats)}')
+    return formats[ext]
+
+
+def read_annotation_rows(
+        path: str,
+        required_keys: Sequence[str]) -> Tuple[List[Tuple[int, Dict]], List]:
+    """Read an annotation file into ``(line_number, row_dict)`` pairs.
+
+    ``.csv`` (comma) and ``.tsv`` (tab) files need a header row; ``.jsonl`` has one
+    JSON object per line (blank lines ignored); ``.json`` holds a list of objects.
+
+    Args:
+        path (str): Annotation file.
+        required_keys (Sequence[str]): Keys that must exist as columns (CSV/TSV)
+            or in at least one object (JSON/JSONL).
+
+    Returns:
+        tuple: ``(rows, unparsable)``, where ``rows`` is a list of
+        ``(line_number, dict)`` and ``unparsable`` lists ``(line_number,
+        reason)`` of JSON lines that are not objects.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        AnnotationKeyError: If a required key is missing; the message names the
+            file, the missing key and the keys that exist.
+        ValueError: If the extension is not supported or the file is empty.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Annotation file not found: {path!r}')
+    fmt = _annotation_format(path)
+    rows: List[Tuple[int, Dict]] = []
+    unparsable: List[Tuple[int, str]] = []
+    if fmt in ('csv', 'tsv'):
+        with open(path, newline='', encoding='utf-8-sig') as f:
+            reader = csv.DictReader(f, delimiter='\t' if fmt == 'tsv' else ',')
+            columns = [c for c in (reader.fieldnames or []) if c is not None]
+            if not columns:
+                raise ValueError(f'Annotation file {path!r} is empty (no '
+                                 'header row)')
+            _check_keys(path, required_keys, columns, 'column')
+            for row in reader:
+                rows.append((reader.line_num, row))
+    else:
+        with open(path, encoding='utf-8-sig') as f:
+            if fmt == 'json':
+                objs = json.load(f)
+                if not isinstance(objs, list):
+                    raise ValueError(f'{path!r} must hold a JSON list of '
+                                     f'objects, got {type(objs).__name__}')
+                items = list(enumerate(objs, start=1))
+            else:
+                items = []
+                for line_no, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        items.append((line_no, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        unparsable.append((line_no, f'invalid JSON ({e.msg})'))
+        seen_keys: Dict[str, None] = {}
+        for line_no, obj in items:
+            if isinstance(obj, dict):
+                rows.append((line_no, obj))
+                seen_keys.update(dict.fromkeys(obj))
+            else:
+                unparsable.append(
+                    (line_no, f'not a JSON object ({type(obj).__name__})'))
+        if not rows and not unparsable:
+            raise ValueError(f'Annotation file {path!r} has no rows')
+        if rows:
+            _check_keys(path, required_keys, list(seen_keys), 'key')
+    return rows, unparsable
+
+
+def _check_keys(path: str, required: Sequence[str], existing: List[str],
+                what: str) -> None:
+    for key in required:
+        if key not in existing:
+            raise AnnotationKeyError(
+                f'Annotation file {path!r} has no {what} {key!r}; its '
+                f'{what}s are {existing}. Set the dataset\'s key arguments '
+                '(e.g. img_key / caption_key) to match the file.')
+
+
+def resolve_image_root(ann_file: str, data_root: str, img_prefix: str) -> str:
+    """Folder that relative image paths are joined to.
+
+    ``data_prefix['img_path']`` (already joined to ``data_root`` by mmengine)
+    wins, then ``data_root``, then the folder of the annotation file.
+    """
+    if img_prefix:
+        return img_prefix
+    if data_root:
+        return data_root
+    return osp.dirname(osp.abspath(ann_file))
+
+
+def short_message(exc: BaseException, limit: int = 160) -> str:
+    """First line of ``str(exc)`` without object reprs, at most ``limit``
+    characters (the exception's type name if the message is empty)."""
+    msg = str(exc).strip()
+    msg = msg.splitlines()[0] if msg else ''
+    msg = re.sub(r'\s*<[^<>]* at 0x[0-9a-fA-F]+>', '', msg).strip()
+    return msg[:limit] or type(exc).__name__
+
+
+def describe_failure(exc: Optional[BaseException], img_path: str) -> str:
+    """Turn a pipeline failure into a short, human-readable skip reason."""
+    if exc is None:
+        return f'pipeline returned None: {img_path}'
+    msg = short_message(exc)
+    if isinstance(exc, InvalidCaptionError):
+        return f'bad caption: {img_path} ({msg})'
+    if isinstance(exc, FileNotFoundError):
+        return f'missing image: {img_path}'
+    if isinstance(exc, AssertionError) and 'failed to load image' in msg:
+        # mmcv's cv2 backend returns None for undecodable bytes, which
+        # LoadImageFromFile turns into this AssertionError.
+        return f'corrupt image: {img_path} (cannot decode)'
+    if isinstance(exc, OSError):  # PIL: OSError / UnidentifiedImageError
+        return f'corrupt image: {img_path} ({msg})'
+    return f'pipeline error: {img_path} ({type(exc).__name__}: {msg})'
+
+
+def attach_skip_info(data: dict, num_skipped: int, reasons: List[str]) -> dict:
+    """Write ``num_skipped`` / ``skip_reasons`` into the packed sample."""
+    data_samples = data.get('data_samples') if isinstance(data, dict) else None
+    if data_samples is not None and hasattr(data_samples, 'set_metainfo'):
+        data_samples.set_metainfo(
+            dict(
+                num_skipped=int(num_skipped),
+                skip_reasons=list(reasons[:MAX_REASONS_PER_SAMPLE])))
+    return data
+
+
+@DATASETS.register_module()
+class ImageTextDataset(BaseDataset):
+    """Image-caption pairs from a CSV / TSV / JSONL / JSON annotation file.
+
+    The format follows the file extension: ``.csv`` (comma separated, header
+    row), ``.tsv`` (tab separated, header row, e.g. CC3M/img2dataset exports),
+    ``.jsonl`` (one object per line) or ``.json`` (a list of objects). Each row
+    needs an image path (``img_key``) and a caption (``caption_key``); relative
+    paths are joined to ``data_prefix`` / ``data_root`` / the annotation file's
+    folder (first non-empty).
+
+    Every data info is ``dict(img_path=..., text=...)``, so a typical pipeline is
+    ``LoadImageFromFile -> RandomResizedCrop -> TokenizeText ->
+    PackImageTextInputs``.
+
+    Failure handling (see module docstring): invalid rows are dropped at load
+    time and counted in :attr:`num_invalid_rows`; failing samples are skipped to
+    ``idx + 1`` at run time, and after ``max_refetch`` consecutive failures a
+    ``RuntimeError`` names the last bad files. Note that within one epoch a run
+    of ``k`` consecutive bad rows is reported ``k + (k-1) + ... + 1`` times in
+    total, once per requested index that lands in it.
+
+    Args:
+        ann_file (str): Annotation file (joined to ``data_root`` if relative).
+        data_root (str): Root of ``ann_file`` and of relative image paths.
+            Defaults to ''.
+        img_key (str): Column / key holding the image path.
+            Defaults to 'filepath'.
+        caption_key (str): Column / key holding the caption.
+            Defaults to 'caption'.
+        pipeline (Sequence): Transform configs or callables. Defaults to ().
+        max_refetch (int): Consecutive failing samples tolerated before raising.
+            Defaults to 100.
+        data_prefix (str | dict): Image folder (relative to ``data_root``) if it
+            differs from ``data_root``. Defaults to ''.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
+            (``indices``, ``serialize_data``, ``lazy_init``, ``test_mode``...).
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 img_key: str = 'filepath',
+                 caption_key: str = 'caption',
+                 pipeline: Sequence = (),
+                 max_refetch: int = 100,
+                 data_prefix: Union[str, dict] = '',
+                 **kwargs) -> None:
+        if not isinstance(max_refetch, int) or max_refetch < 1:
+            raise ValueError(f'max_refetch must be a positive int, got '
+                             f'{max_refetch!r}')
+        self.img_key = img_key
+        self.caption_key = caption_key
+        self.num_invalid_rows = 0
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            pipeline=pipeline,
+            max_refetch=max_refetch,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """Read and validate the annotation file.
+
+        Returns:
+            list[dict]: ``dict(img_path=..., text=...)`` per valid row.
+        """
+        rows, unparsable = read_annotation_rows(
+            self.ann_file, (self.img_key, self.caption_key))
+        root = resolve_image_root(self.ann_file, self.data_root,
+                                  self.img_prefix)
+        data_list = []
+        invalid = list(unparsable)
+        for line_no, row in rows:
+            img = row.get(self.img_key)
+            caption = row.get(self.caption_key)
+            if not isinstance(img, str) or not img.strip():
+                invalid.append((line_no, f'missing {self.img_key!r}'))
+                continue
+            if not isinstance(caption, str) or not caption.strip():
+                invalid.append((line_no, f'empty or non-string '
+                                f'{self.caption_key!r} ({caption!r:.40})'))
+                continue
+            img = img.strip()
+            img_path = img if osp.isabs(img) else osp.join(root, img)
+            data_list.append(dict(img_path=img_path, text=caption))
+
+        total = len(data_list) + len(invalid)
+        self.num_invalid_rows = len(invalid)
+        if invalid:
+            invalid.sort()
+            examples = '; '.join(f'line {n}: {why}' for n, why in invalid[:3])
+            if 2 * len(invalid) > total:
+                raise ValueError(
+                    f'Annotation file {self.ann_file!r}: {len(invalid)} of '
+                    f'{total} rows are invalid (more than half), e.g. '
+                    f'{examples}. Check img_key={self.img_key!r} / '
+                    f'caption_key={self.caption_key!r} and the file contents.')
+            print_log(
+                f'{self.ann_file}: skipped {len(invalid)} of {total} invalid '
+                f'rows (e.g. {examples})',
+                logger='current',
+                level=logging.WARNING)
+        if not data_list:
+            raise ValueError(f'Annotation file {self.ann_file!r} has no rows')
+        return data_list
+
+    def __getitem__(self, idx: int) -> dict:
+        """Return sample ``idx``, or the next good one if it fails.
+
+        Up to ``max_refetch`` consecutive indices (``idx, idx+1, ...`` mod
+        ``len(self)``) are tried; the returned sample's ``data_samples``
+        metainfo gets ``num_skipped`` and ``skip_reasons``.
+
+        Raises:
+            RuntimeError: If ``max_refetch`` consecutive samples fail.
+        """
+        if not self._fully_initialized:
+            self.full_init()
+        n = len(self)
+        reasons: List[str] = []
+        for attempt in range(min(self.max_refetch, n)):
+            cur = (idx + attempt) % n
+            exc: Optional[BaseException] = None
+            try:
+                data = self.prepare_data(cur)
+            except Exception as e:  # noqa: BLE001 - any bad sample is skipped
+                data, exc = None, e
+            if data is not None:
+                return attach_skip_info(data, attempt, reasons)
+            reasons.append(
+                describe_failure(exc,
+                                 self.get_data_info(cur).get('img_path', '?')))
+        last = '\n  '.join(reasons[-5:])
+        raise RuntimeError(
+            f'{type(self).__name__} ({self.ann_file}): {len(reasons)} '
+            f'consecutive samples starting at index {idx} failed; the data '
+            f'set looks mostly broken. Last failures:\n  {last}')
+
+    def extra_repr(self) -> List[str]:
+        """Extra lines for ``repr``."""
+        return super().extra_repr() + [
+            f'Image key / caption key: \t{self.img_key} / {self.caption_key}',
+            f'Invalid rows dropped: \t{self.num_invalid_rows}'
+        ]
