@@ -1,0 +1,29 @@
+default_scope = 'mmpretrain'
+custom_imports = dict(imports=['rils_mm'], allow_failed_imports=False)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='VisualizationHook', enable=False),
+)
+custom_hooks = [
+    dict(type='LogitScaleClampHook'),
+    dict(type='RNGStateHook'),
+    dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=1000),
+    dict(type='WebDatasetEpochHook'),  # forwards the epoch to iterable data sets
+]
+
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, diff_rank_seed=True)

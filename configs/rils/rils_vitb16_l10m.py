@@ -1,0 +1,4 @@
+# RILS ViT-B/16 on L-10M (the first 10 M LAION-400M pairs), 25 epochs.
+_base_ = './rils_vitb16_l20m.py'
+train_dataloader = dict(
+    dataset=dict(urls='data/laion400m/{00000..00999}.tar', num_samples=10_000_000))
