@@ -21,9 +21,12 @@ class RNGStateHook(Hook):
     priority = 'VERY_LOW'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        np_state = np.random.get_state(legacy=False)
+        # plain ints, so the checkpoint needs no extra numpy type allow-listed
+        np_state['state']['key'] = np_state['state']['key'].tolist()
         state = dict(
             python=random.getstate(),
-            numpy=np.random.get_state(legacy=False),
+            numpy=np_state,
             torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state_all()
@@ -34,7 +37,9 @@ class RNGStateHook(Hook):
         if state is None or not runner._resume:  # noqa: SLF001 (only on resume)
             return
         random.setstate(_as_tuple(state['python']))
-        np.random.set_state(state['numpy'])
+        np_state = state['numpy']
+        np_state['state']['key'] = np.asarray(np_state['state']['key'], dtype=np.uint32)
+        np.random.set_state(np_state)
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])

@@ -1,0 +1,79 @@
+"""Train a rils-mm config with mmengine's Runner.
+
+    python tools/train.py configs/rils/rils_vittiny_toy.py
+    tools/dist_train.sh configs/rils/rils_vitb16_l20m.py 32
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a rils-mm model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or (no value) from the latest one '
+        'in the work dir')
+    parser.add_argument(
+        '--amp', nargs='?', const='float16', choices=['float16', 'bfloat16'],
+        help='automatic mixed precision (default fp16 + dynamic loss scale; '
+        'bfloat16 needs no scaler and also speeds up CPUs)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='skip evaluation during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale lr by actual / config base batch size')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, xxx=yyy')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Apply the command-line switches to the config."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.amp == 'float16':  # GPU: fp16 autocast + dynamic loss scaling
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'float16'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif args.amp == 'bfloat16':  # any device, CPU included; needs no scaler
+        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+        cfg.optim_wrapper.pop('loss_scale', None)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    Runner.from_cfg(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
