@@ -203,9 +203,9 @@ class ImageTextDataset(BaseDataset):
     Failure handling (see module docstring): invalid rows are dropped at load
     time and counted in :attr:`num_invalid_rows`; failing samples are skipped to
     ``idx + 1`` at run time, and after ``max_refetch`` consecutive failures a
-    ``RuntimeError`` names the last bad files. Note that within one epoch a run
-    of ``k`` consecutive bad rows is reported ``k + (k-1) + ... + 1`` times in
-    total, once per requested index that lands in it.
+    ``RuntimeError`` names the last bad files. A returned sample reports only
+    whether the *requested* index failed (``num_skipped`` 0 or 1 and its
+    reason), so over an epoch every bad sample is counted exactly once.
 
     Args:
         ann_file (str): Annotation file (joined to ``data_root`` if relative).
@@ -298,7 +298,8 @@ class ImageTextDataset(BaseDataset):
 
         Up to ``max_refetch`` consecutive indices (``idx, idx+1, ...`` mod
         ``len(self)``) are tried; the returned sample's ``data_samples``
-        metainfo gets ``num_skipped`` and ``skip_reasons``.
+        metainfo gets ``num_skipped`` (1 if ``idx`` itself failed, else 0) and
+        ``skip_reasons`` (the reason ``idx`` failed).
 
         Raises:
             RuntimeError: If ``max_refetch`` consecutive samples fail.
@@ -315,7 +316,10 @@ class ImageTextDataset(BaseDataset):
             except Exception as e:  # noqa: BLE001 - any bad sample is skipped
                 data, exc = None, e
             if data is not None:
-                return attach_skip_info(data, attempt, reasons)
+                # Report only the requested index's own failure: the sampler
+                # requests every index once per epoch, so each bad sample is
+                # then counted exactly once however long a bad run is.
+                return attach_skip_info(data, int(attempt > 0), reasons[:1])
             reasons.append(
                 describe_failure(exc,
                                  self.get_data_info(cur).get('img_path', '?')))
