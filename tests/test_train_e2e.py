@@ -111,3 +111,38 @@ def test_train_and_test_tools(toy_root, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads(out.read_text())
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+@pytest.mark.slow
+def test_corrupt_samples_are_skipped_counted_and_training_continues(tmp_path):
+    import csv
+    import shutil
+    root = tmp_path / 'toy'
+    generate_toy_corpus(str(root), num_train=96, num_val=16, image_size=32, seed=4,
+                        shard_size=32)
+    with open(root / 'train.csv') as f:
+        rows = list(csv.DictReader(f))
+    # break 3 images in 3 ways (truncated, not an image, deleted) and 1 caption
+    first = root / rows[5]['filepath']
+    first.write_bytes(first.read_bytes()[:100])
+    (root / rows[20]['filepath']).write_text('not a jpeg')
+    (root / rows[40]['filepath']).unlink()
+    rows[60]['caption'] = '   '
+    with open(root / 'train.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=['filepath', 'caption'])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    cfg = small_cfg(str(root), tmp_path / 'w', max_epochs=2)
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'DataSkipCounterHook']
+    cfg.custom_hooks.append(dict(type='DataSkipCounterHook', max_skip_ratio=0.5,
+                                 min_samples=10))
+    cfg.train_dataloader.batch_size = 19  # 95 valid rows: 5 iterations
+    runner = Runner.from_cfg(cfg)
+    assert runner.train_dataloader.dataset.num_invalid_rows == 1  # the blank caption
+    runner.train()
+    assert runner.epoch == 2
+    info = runner.message_hub.runtime_info
+    assert info['train/data_skipped'] == 3  # each broken image exactly once per epoch
+    assert info['train/data_used'] == 95
+    shutil.rmtree(root)
