@@ -393,3 +393,23 @@ def test_allow_list_is_exact_and_not_broad():
                       (os, 'system'), (np, 'load')):
         with pytest.raises(pickle.UnpicklingError):
             stand_in(obj, attr)
+
+
+def test_url_checkpoints_are_downloaded_then_loaded_safely(tmp_path):
+    """http(s):// goes through our loader (mmengine's used weights_only=False).
+    urllib serves file:// URLs, so the download path runs offline."""
+    from rils_mm.utils.checkpoint import load_from_http
+    assert CheckpointLoader._schemes['https://'] is load_from_http
+    assert CheckpointLoader._schemes['http://'] is load_from_http
+    good, evil = tmp_path / 'src' / 'good.pth', tmp_path / 'src' / 'evil.pth'
+    good.parent.mkdir()
+    torch.save(ToyModel().state_dict(), good)
+    marker = tmp_path / 'side_effect_happened'
+    _save_with(_OsSystem(str(marker)), str(evil))
+    cache = tmp_path / 'cache'
+    state = load_from_http(good.as_uri(), map_location='cpu', model_dir=str(cache))
+    assert set(state) == set(ToyModel().state_dict())
+    assert (cache / 'good.pth').is_file()
+    with pytest.raises(UnsafeCheckpointError, match='evil.pth'):
+        load_from_http(evil.as_uri(), map_location='cpu', model_dir=str(cache))
+    assert not marker.exists()

@@ -25,6 +25,7 @@ Example:
     >>> # mmengine's load_checkpoint / Runner.resume / load_from now load
     >>> # local files with torch.load(..., weights_only=True).
 """
+import os
 import os.path as osp
 import pickle
 import re
@@ -33,11 +34,13 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.dist import barrier, get_dist_info
 from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'CHECKPOINT_SAFE_GLOBALS', 'UnsafeCheckpointError',
-    'allow_checkpoint_types', 'load_from_local', 'register_checkpoint_safety'
+    'allow_checkpoint_types', 'load_from_http', 'load_from_local',
+    'register_checkpoint_safety'
 ]
 
 #: The only attribute names :func:`_history_buffer_getattr` resolves. They
@@ -260,6 +263,37 @@ def load_from_local(filename: str,
             'weights_only=False is not supported.') from err
 
 
+def load_from_http(filename: str,
+                   map_location: Optional[Union[str, Callable,
+                                                torch.device]] = None,
+                   model_dir: Optional[str] = None,
+                   progress: bool = False) -> Any:
+    """Download an ``http(s)://`` checkpoint once, then load it safely.
+
+    Replaces mmengine's ``load_from_http``, which goes through
+    ``torch.hub.load_state_dict_from_url`` and so ``weights_only=False``. The
+    file is downloaded into ``model_dir`` (default: torch hub's
+    ``checkpoints`` folder) by local rank 0 first, then read with
+    :func:`load_from_local` (``weights_only=True``, same refusal message).
+    """
+    from urllib.parse import urlparse
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+
+    def fetch():
+        if not osp.isfile(cached):
+            os.makedirs(model_dir, exist_ok=True)
+            torch.hub.download_url_to_file(filename, cached, progress=progress)
+
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        fetch()
+    if world_size > 1:
+        barrier()
+        fetch()  # other nodes' local rank 0 when the cache is not shared
+    return load_from_local(cached, map_location=map_location)
+
+
 def register_checkpoint_safety() -> None:
     """Allow-list the project's checkpoint types and install the safe loader.
 
@@ -271,9 +305,12 @@ def register_checkpoint_safety() -> None:
     global _REGISTERED
     # add_safe_globals stores a set, re-adding is harmless; force=True
     # re-binds the '' prefix. The flag just skips redundant work.
-    if _REGISTERED and CheckpointLoader._schemes.get('') is load_from_local:
+    if (_REGISTERED and CheckpointLoader._schemes.get('') is load_from_local
+            and CheckpointLoader._schemes.get('https://') is load_from_http):
         return
     torch.serialization.add_safe_globals(CHECKPOINT_SAFE_GLOBALS)
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=('http://', 'https://'), loader=load_from_http, force=True)
     _REGISTERED = True
