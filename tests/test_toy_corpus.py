@@ -6,7 +6,6 @@ import json
 import os
 import os.path as osp
 import re
-import sys
 import tarfile
 
 import numpy as np
@@ -16,23 +15,8 @@ from PIL import Image
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def _import_toy_corpus():
-    # Fall back to loading the file directly so that these tests do not depend on
-    # the optional OpenMMLab stack that the package ``__init__`` may import.
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-    try:
-        from rils_mm.datasets import toy_corpus
-        return toy_corpus
-    except ImportError:
-        path = osp.join(REPO_ROOT, 'rils_mm', 'datasets', 'toy_corpus.py')
-        spec = importlib.util.spec_from_file_location('_rils_toy_corpus', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+from rils_mm.datasets import toy_corpus as tc  # noqa: E402
 
-
-tc = _import_toy_corpus()
 
 SMALL = dict(num_train=40, num_val=20, shard_size=16)
 

@@ -1,6 +1,5 @@
 """End-to-end: the toy config trains through mmengine's Runner, its loss falls, resuming
 from a checkpoint continues identically, and tools/train.py + tools/test.py work."""
-import copy
 import json
 import os.path as osp
 import subprocess

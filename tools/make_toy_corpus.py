@@ -6,32 +6,15 @@ Example::
 """
 import argparse
 import csv
-import importlib.util
 import json
 import os.path as osp
 import sys
 import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
-
-def _load_generator():
-    """Import ``generate_toy_corpus`` from the package, or straight from its file.
-
-    The file fallback keeps the tool usable when ``rils_mm`` is not installed or its
-    package ``__init__`` cannot import optional OpenMMLab dependencies.
-    """
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-    try:
-        from rils_mm.datasets.toy_corpus import generate_toy_corpus
-        return generate_toy_corpus
-    except ImportError:
-        path = osp.join(REPO_ROOT, 'rils_mm', 'datasets', 'toy_corpus.py')
-        spec = importlib.util.spec_from_file_location('_rils_toy_corpus', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.generate_toy_corpus
+from rils_mm.datasets.toy_corpus import generate_toy_corpus  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -53,7 +36,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    generate_toy_corpus = _load_generator()
     reused = osp.isfile(osp.join(args.out_dir, 'meta.json'))
     start = time.perf_counter()
     info = generate_toy_corpus(
