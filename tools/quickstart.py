@@ -18,7 +18,7 @@ from rils_mm.datasets.toy_corpus import generate_toy_corpus  # noqa: E402
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data-root', default=osp.join(ROOT, 'data', 'toy'))
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'quickstart'))
@@ -27,11 +27,11 @@ def parse_args():
                         help='override the config (default: as configured)')
     parser.add_argument('--amp', action='store_true',
                         help='bfloat16 autocast (faster on CPUs with bf16 support)')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     t0 = time.time()
     corpus = generate_toy_corpus(args.data_root)
     print(f'[quickstart] toy corpus: {corpus["num_train"]} train pairs, '
