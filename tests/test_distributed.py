@@ -1,7 +1,7 @@
 """2 CPU processes (gloo), batch b each, against 1 process holding batch 2b.
 
-Same weights, same masks: the per-rank losses averaged over ranks (what DDP optimises)
-and the DDP-averaged parameter gradients must equal the single-process ones.
+Same weights, same masks: every rank reports the single-process loss values, and the
+DDP-averaged parameter gradients equal the single-process ones.
 """
 import os
 import socket
@@ -55,10 +55,15 @@ def _worker(rank, world, port, state_path, batch_path, out_dir, text_grad, force
     for g in grads.values():  # what DDP does: average gradients over ranks
         dist.all_reduce(g)
         g /= world
-    for v in losses.values():  # what the optimised objective is: the mean over ranks
-        dist.all_reduce(v)
-        v /= world
+    gathered = {}
+    for k, v in losses.items():  # every rank reports the same, global value
+        vs = [torch.empty_like(v) for _ in range(world)]
+        dist.all_gather(vs, v)
+        gathered[k] = vs
+    losses = {k: vs[0] for k, vs in gathered.items()}
+    same_on_all_ranks = all(torch.equal(vs[0], vs[1]) for vs in gathered.values())
     if rank == 0:
+        assert same_on_all_ranks, gathered
         torch.save((losses, grads), os.path.join(out_dir, 'dist.pt'))
     dist.barrier()  # leave together: an early exit can abort the peer's gloo pair
     dist.destroy_process_group()

@@ -118,13 +118,19 @@ class RILSHead(BaseModule):
             # that the mean over ranks (DDP's gradient average) is Eq. 9.
             num_masked = mask[0].sum()
             avg_factor = (num_aligned * num_masked / get_world_size()).item()
-            losses['loss_recon'] = self.recon_loss(
+            share = self.recon_loss(
                 self.image_projection(pred_tokens),
                 self.image_projection(patch_tokens),
                 all_text,
                 mask,
                 aligned,
                 avg_factor=avg_factor)
+            if get_world_size() > 1:
+                # Report the global-batch value on every rank (logs show rank
+                # 0's) while keeping this rank's share as the gradient.
+                value = all_reduce_sum(share.detach()) / get_world_size()
+                share = share + (value - share.detach())
+            losses['loss_recon'] = share
         losses['logit_scale'] = logit_scale.detach()
         losses['aligned_ratio'] = num_aligned / (
             aligned.numel() * get_world_size())

@@ -1,7 +1,6 @@
 """Gathering embeddings across ranks for global-batch losses."""
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 
 
 def get_world_size() -> int:
@@ -10,6 +9,23 @@ def get_world_size() -> int:
 
 def get_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient for this rank's
+    slice (the SLIP/MoCo-v3 "GatherLayer"), on public collectives only."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor):
+        chunks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(chunks, x.contiguous())
+        return tuple(chunks)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> torch.Tensor:
+        grads = torch.stack(grads)
+        dist.all_reduce(grads)
+        return grads[dist.get_rank()]
 
 
 def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
@@ -28,7 +44,7 @@ def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     if world_size == 1:
         return x
     if with_grad:
-        return torch.cat(dist_nn.all_gather(x), dim=0)
+        return torch.cat(_GatherWithGrad.apply(x), dim=0)
     chunks = [torch.empty_like(x) for _ in range(world_size)]
     dist.all_gather(chunks, x.detach().contiguous())
     chunks[get_rank()] = x
