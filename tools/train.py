@@ -69,9 +69,29 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on machines without a GPU (gloo).
+
+    mmengine 0.10.7's ``init_dist`` always calls ``torch.cuda.set_device`` and
+    its default DDP wrapper passes ``device_ids``; both fail without CUDA. Here
+    the process group is initialised first (mmengine then skips its own) and
+    DDP is built without device ids. Useful to debug multi-rank code on CPUs;
+    GPU runs are untouched.
+    """
+    import torch
+    import torch.distributed as dist
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('model_wrapper_cfg', dict(
+        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False))
+
+
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    setup_cpu_distributed(cfg)
     Runner.from_cfg(cfg).train()
 
 
