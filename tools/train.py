@@ -92,7 +92,26 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_cpu_distributed(cfg)
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    del runner  # free DDP and its pending gloo work while the interpreter is whole
+    shutdown_distributed()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group together and destroy it.
+
+    mmengine never destroys it; exiting with it alive lets gloo's threads die
+    mid-teardown ("terminate called without an active exception", SIGABRT)
+    and makes NCCL warn.
+    """
+    import gc
+
+    import torch.distributed as dist
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
