@@ -1,14 +1,7 @@
 """Gathering embeddings across ranks for global-batch losses."""
 import torch
 import torch.distributed as dist
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def get_rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+from mmengine.dist import all_reduce, get_rank, get_world_size
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -53,8 +46,6 @@ def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of a (non-differentiable) tensor over all ranks; identity when single-process."""
-    if get_world_size() == 1:
-        return x
     x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    all_reduce(x, op='sum')  # a no-op when not distributed
     return x
