@@ -1,4 +1,4 @@
-"""Tests for the deterministic toy image-text corpus (rils_mm.datasets.toy_corpus)."""
+"""Tests for the deterministic toy image-text corpus (rils_mm.testing.toy_corpus)."""
 import csv
 import importlib.util
 import io
@@ -15,8 +15,7 @@ from PIL import Image
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-from rils_mm.datasets import toy_corpus as tc  # noqa: E402
-
+from rils_mm.testing import toy_corpus as tc  # noqa: E402
 
 SMALL = dict(num_train=40, num_val=20, shard_size=16)
 

@@ -14,7 +14,7 @@ import time
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from rils_mm.datasets.toy_corpus import generate_toy_corpus  # noqa: E402
+from rils_mm.testing import generate_toy_corpus  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -13,7 +13,7 @@ sys.path.insert(0, ROOT)
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from rils_mm.datasets.toy_corpus import generate_toy_corpus  # noqa: E402
+from rils_mm.testing import generate_toy_corpus  # noqa: E402
 
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py')
 

@@ -12,9 +12,8 @@ def tiny_rils_cfg(img_size: int = 32, patch_size: int = 8, width: int = 64,
     num_patches = (img_size // patch_size)**2
     head = dict(
         type='RILSHead', vision_dims=width, text_dims=text_width, embed_dims=32,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0),
-        recon_loss=dict(type='LanguageSpaceReconLoss', target_temperature=0.04,
-                        pred_temperature=0.1, loss_weight=0.5))
+        contrastive_loss=dict(type='ImageTextContrastiveLoss'),
+        recon_loss=dict(type='LanguageSpaceReconLoss'))  # the paper's tau_1, tau_2, lambda_2
     head.update(copy.deepcopy(head_overrides))
     return dict(
         type='RILS',

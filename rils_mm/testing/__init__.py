@@ -1,0 +1,8 @@
+"""Helpers for tests, benchmarks and demos (like ``mmdet.testing``).
+
+Not imported by ``import rils_mm``: import ``rils_mm.testing`` explicitly.
+"""
+from ._utils import fake_batch, tiny_rils_cfg
+from .toy_corpus import generate_toy_corpus
+
+__all__ = ['tiny_rils_cfg', 'fake_batch', 'generate_toy_corpus']
