@@ -5,11 +5,11 @@ from unittest.mock import MagicMock
 import pytest
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
-from PIL import Image
-
 from mmpretrain.registry import HOOKS
 from mmpretrain.structures import DataSample
-from rils_mm.datasets.image_text import ImageTextDataset
+from PIL import Image
+
+from rils_mm.datasets import ImageTextDataset
 from rils_mm.engine.hooks.data_skip_hook import DataSkipCounterHook
 
 

@@ -9,14 +9,18 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from PIL import Image
-
 from mmpretrain.registry import DATASETS, TRANSFORMS
 from mmpretrain.structures import DataSample
-from rils_mm.datasets.image_text import AnnotationKeyError, ImageTextDataset
-from rils_mm.datasets.transforms import (InvalidCaptionError,
-                                         PackImageTextInputs, TokenizeText,
-                                         decode_image_bgr)
+from PIL import Image
+
+from rils_mm.datasets import ImageTextDataset
+from rils_mm.datasets.transforms import (
+    InvalidCaptionError,
+    PackImageTextInputs,
+    TokenizeText,
+    decode_image_bgr,
+)
+from rils_mm.datasets.utils import AnnotationKeyError
 from rils_mm.datasets.zero_shot import ZeroShotClsDataset
 
 RGB_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
@@ -353,7 +357,7 @@ def test_zero_shot_dataset_errors(tmp_path):
 
 
 def test_toy_corpus_readable(tmp_path):
-    from rils_mm.datasets.toy_corpus import generate_toy_corpus
+    from rils_mm.testing import generate_toy_corpus
     info = generate_toy_corpus(
         str(tmp_path / 'toy'), num_train=6, num_val=4, image_size=32,
         shard_size=3)

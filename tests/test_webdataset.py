@@ -15,14 +15,14 @@ from mmengine.dataset import pseudo_collate
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
+from mmpretrain.structures import DataSample
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
-from mmpretrain.structures import DataSample
 from rils_mm.datasets.transforms import get_clip_tokenizer
-from rils_mm.datasets.webdataset import (WebDatasetEpochHook,
-                                         WebImageTextDataset)
+from rils_mm.datasets.webdataset import WebImageTextDataset
+from rils_mm.engine.hooks import WebDatasetEpochHook
 from rils_mm.engine.hooks.data_skip_hook import DataSkipCounterHook
 
 PIPELINE = [dict(type='TokenizeText'), dict(type='PackImageTextInputs')]

@@ -16,11 +16,10 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-from PIL import Image, ImageOps
-
 from mmpretrain.datasets.transforms.formatting import PackInputs
 from mmpretrain.registry import TRANSFORMS
 from mmpretrain.structures import DataSample
+from PIL import Image, ImageOps
 
 __all__ = [
     'InvalidCaptionError', 'TokenizeText', 'PackImageTextInputs',

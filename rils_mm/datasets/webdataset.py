@@ -19,17 +19,16 @@ import torch
 import webdataset as wds
 from mmengine.dataset import Compose
 from mmengine.dist import get_dist_info
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmpretrain.registry import DATASETS, TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
-from .image_text import attach_skip_info, describe_failure, short_message
 from .transforms import decode_image_bgr
+from .utils import attach_skip_info, describe_failure, short_message
 
-__all__ = ['WebImageTextDataset', 'WebDatasetEpochHook']
+__all__ = ['WebImageTextDataset']
 
 
 def _int_seed(*parts) -> int:
@@ -93,104 +92,15 @@ class _StreamState:
 
 @DATASETS.register_module()
 class WebImageTextDataset(IterableDataset):
-    """Image-caption pairs streamed from WebDataset tar shards.
+    """Image-caption pairs streamed from WebDataset tar shards (img2dataset layout).
 
-    **Samples.** Each sample's image member is the first of ``image_keys``
-    present; it is decoded with PIL exactly like
-    ``LoadImageFromFile(imdecode_backend='pillow')`` (EXIF orientation, RGB ->
-    BGR ``uint8``), so the pipeline must *not* contain a loading transform. The
-    pipeline receives ``dict(img, img_shape, ori_shape, text,
-    img_path='<shard url>#<key>')``; a typical one is ``RandomResizedCrop ->
-    TokenizeText -> PackImageTextInputs``.
-
-    **Bad samples** (undecodable image, missing image or caption member, empty or
-    non-UTF-8 caption, pipeline error or ``None``, unreadable shard data) are
-    skipped; their number and reasons are attached to the next good sample as
-    ``num_skipped`` / ``skip_reasons`` metainfo (each bad sample is reported
-    exactly once). More than ``max_consecutive_failures`` failures in a row, or
-    a whole round of shards without any sample, raise ``RuntimeError``.
-
-    **Length.** ``len(self)`` is the per-rank sample count ``num_samples //
-    world_size``, rounded down to a multiple of ``batch_size`` when given. Within
-    a rank, worker ``w`` of ``W`` yields ``units // W (+1 if w < units % W)``
-    units, a unit being one sample, or ``batch_size`` samples when
-    ``batch_size`` is set. Every worker then ends with full batches only, so
-    ``len(dataloader)`` equals the number of batches really produced (without
-    ``batch_size`` and ``num_workers > 1`` each worker may end on a partial
-    batch and the loader can produce a few more batches than its ``len``).
-    All ranks therefore run the same number of iterations.
-
-    **Epoch mode** (``resampled=False``). The shard list is permuted with a
-    seed derived from ``(seed, epoch)`` (identical on all ranks; skipped if
-    ``shuffle_shards=False``), then split like ``wds.split_by_node`` and
-    ``wds.split_by_worker``: rank ``r`` takes shards ``r::world_size`` of the
-    permuted list and its worker ``w`` takes every ``num_workers``-th of those.
-    A worker stops after its share. If its shards hold more samples, the rest
-    is not seen this epoch; if they hold fewer, it starts another pass over its
-    own shards (re-permuted), so some samples repeat. The shuffle buffer is
-    drained at the end of every pass, so a pass never mixes with the next one.
-    With ``num_samples`` equal to the number of (good) samples and shards of
-    equal size whose count is a multiple of ``world_size * num_workers``, every
-    sample is seen exactly once per epoch (bad samples make their worker start
-    a second pass for the missing few). There must be at least ``world_size *
-    num_workers`` shards.
-
-    **Resampled mode** (``resampled=True``). Every worker draws shards with
-    replacement (``wds.ResampledShards``, seeded from ``(seed, epoch, rank,
-    worker)``) until it has yielded its share; no shard-count constraint.
-
-    **Epochs and shuffling.** The sample shuffle buffer (``shuffle_buffer``
-    samples, 0 disables it) and the shard order are seeded from ``seed``, the
-    epoch, the rank and the worker, so a run is reproducible. The epoch used by
-    ``__iter__`` is:
-
-    * the value given to :meth:`set_epoch`, if it changed since this copy of the
-      data set last started iterating. It is kept in shared memory, so it also
-      reaches already-running persistent workers;
-    * otherwise the previous epoch of this copy + 1 (the first ``__iter__`` uses
-      0). This auto-advance reshuffles epochs with ``num_workers=0`` or with
-      ``persistent_workers=True`` even without :meth:`set_epoch`.
-
-    With ``num_workers > 0`` and ``persistent_workers=False``, the workers are
-    fresh copies every epoch, so without :meth:`set_epoch` every epoch would
-    repeat epoch 0's order. mmengine's loops only call ``set_epoch`` on a
-    *sampler*, so add :class:`WebDatasetEpochHook` (``custom_hooks``), which
-    calls ``set_epoch(runner.epoch)`` before each train epoch (also making
-    resumed runs continue the same sequence).
-
-    **mmengine config.** ``Runner.build_dataloader`` (mmengine 0.10.7) pops the
-    ``sampler`` key unconditionally (so it must be present) and, when it is
-    ``None``, passes ``sampler=None`` to ``torch.utils.data.DataLoader``, which
-    is what an ``IterableDataset`` requires (any sampler or ``shuffle`` raises);
-    ``batch_sampler`` must be absent and ``num_batch_per_epoch`` must not be
-    used (it wraps the data set in a map-style slice). ``collate_fn`` defaults to
-    ``pseudo_collate``. ``EpochBasedTrainLoop`` takes the epoch length from
-    ``len(dataloader)``. Types are resolved in the default scope, so the config
-    needs ``default_scope = 'mmpretrain'`` (as every mmpretrain config has) and
-    ``custom_imports`` of ``rils_mm``::
-
-        train_dataloader = dict(
-            batch_size=256,
-            num_workers=8,
-            persistent_workers=True,
-            pin_memory=True,
-            sampler=None,          # required key; must be None
-            dataset=dict(
-                type='WebImageTextDataset',
-                urls='data/laion/{000000..000999}.tar',
-                num_samples=10_000_000,   # global samples per epoch
-                batch_size=256,           # same as above: exact epoch length
-                resampled=False,
-                shuffle_buffer=1000,
-                seed=0,
-                pipeline=[
-                    dict(type='RandomResizedCrop', scale=224,
-                         crop_ratio_range=(0.5, 1.0)),
-                    dict(type='TokenizeText'),
-                    dict(type='PackImageTextInputs'),
-                ]))
-        custom_hooks = [dict(type='WebDatasetEpochHook'),
-                        dict(type='DataSkipCounterHook')]
+    Each sample's first present ``image_keys`` member is decoded like
+    ``LoadImageFromFile(imdecode_backend='pillow')`` (so the pipeline has no
+    loading transform), bad samples are skipped and counted, shards are split
+    by rank and data-loader worker, and every rank yields ``num_samples //
+    world_size`` samples an epoch. Shard order, splitting, epoch length,
+    shuffling, resampling and the mmengine config it needs are described in
+    ``docs/webdataset.md``.
 
     Args:
         urls (str | Sequence[str]): Shards: a brace pattern such as
@@ -536,22 +446,3 @@ class WebImageTextDataset(IterableDataset):
                 f'num_samples={self.num_samples}, resampled={self.resampled}, '
                 f'shuffle_buffer={self.shuffle_buffer}, seed={self.seed}, '
                 f'batch_size={self.batch_size})')
-
-
-@HOOKS.register_module()
-class WebDatasetEpochHook(Hook):
-    """Call ``set_epoch(runner.epoch)`` on the train data set before each epoch.
-
-    mmengine only forwards the epoch to samplers; iterable data sets such as
-    :class:`WebImageTextDataset` have none, so without this hook a data loader
-    with ``num_workers > 0`` and ``persistent_workers=False`` would repeat the
-    same shard / sample order every epoch.
-    """
-
-    priority = 'NORMAL'
-
-    def before_train_epoch(self, runner) -> None:
-        """Forward the epoch to the train data set."""
-        dataset = getattr(runner.train_loop.dataloader, 'dataset', None)
-        if hasattr(dataset, 'set_epoch'):
-            dataset.set_epoch(runner.epoch)

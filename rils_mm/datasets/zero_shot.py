@@ -9,10 +9,10 @@ import os.path as osp
 from typing import List, Sequence, Union
 
 from mmengine.fileio import list_from_file
-
 from mmpretrain.datasets.base_dataset import BaseDataset
 from mmpretrain.registry import DATASETS
-from .image_text import read_annotation_rows, resolve_image_root
+
+from .utils import read_annotation_rows, resolve_image_root
 
 __all__ = ['ZeroShotClsDataset']
 
@@ -45,7 +45,7 @@ class ZeroShotClsDataset(BaseDataset):
     """Images with integer labels for zero-shot classification.
 
     The annotation file (CSV/TSV/JSONL, see
-    :func:`~rils_mm.datasets.image_text.read_annotation_rows`) has an image path
+    :func:`~rils_mm.datasets.utils.read_annotation_rows`) has an image path
     column ``img_key`` and an integer class index column ``label_key``. Relative
     image paths are joined to ``data_prefix`` / ``data_root`` / the annotation
     file's folder (first non-empty). Each data info is
