@@ -21,8 +21,9 @@ def _free_port():
 
 
 def _build(state_path, text_grad):
-    import rils_mm  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import rils_mm  # noqa: F401
     from rils_mm.testing import tiny_rils_cfg
     model = MODELS.build(tiny_rils_cfg(text_grad_in_recon=text_grad))
     model.load_state_dict(torch.load(state_path, weights_only=True))
@@ -73,8 +74,9 @@ def _worker(rank, world, port, state_path, batch_path, out_dir, text_grad, force
 @pytest.mark.parametrize('text_grad,force_aligned', [(False, True), (True, True),
                                                      (False, False)])
 def test_two_ranks_equal_one_process(tmp_path, text_grad, force_aligned):
-    import rils_mm  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import rils_mm  # noqa: F401
     from rils_mm.testing import fake_batch, tiny_rils_cfg
 
     torch.manual_seed(0)

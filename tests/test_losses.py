@@ -4,8 +4,11 @@ import math
 import pytest
 import torch
 
-from rils_mm.models.losses import (ImageTextContrastiveLoss, LanguageSpaceReconLoss,
-                                   aligned_image_mask)
+from rils_mm.models.losses import (
+    ImageTextContrastiveLoss,
+    LanguageSpaceReconLoss,
+    aligned_image_mask,
+)
 
 
 def _unit(v):

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 from mmengine.config import Config
+from mmpretrain.registry import MODELS
 
 import rils_mm  # noqa: F401  (registers the components)
-from mmpretrain.registry import MODELS
 from rils_mm.models.backbones import QVBiasLinear
 from rils_mm.testing import fake_batch, tiny_rils_cfg
 
@@ -83,11 +83,15 @@ def test_vit_is_an_ordinary_backbone_for_downstream_use():
         assert isinstance(out, tuple) and out[0].shape == shape
 
 
-def test_vit_registered_for_mmdet_and_mmseg():
+def test_vit_reachable_from_mmdet_and_mmseg_by_scoped_type():
     from mmdet.registry import MODELS as DET
     from mmseg.registry import MODELS as SEG
+
     from rils_mm.models.backbones import RILSViT
-    assert DET.get('RILSViT') is RILSViT and SEG.get('RILSViT') is RILSViT
+    assert DET.get('mmpretrain.RILSViT') is RILSViT
+    assert SEG.get('mmpretrain.RILSViT') is RILSViT
+    # nothing is force-registered into the downstream registries' own scope
+    assert DET.get('RILSViT') is None and SEG.get('RILSViT') is None
 
 
 @pytest.mark.parametrize('depth', [1, 2, 4])
@@ -181,6 +185,43 @@ def test_logit_scale_clamp_hook():
     LogitScaleClampHook().after_train_iter(runner, 0)
     assert model.head.logit_scale.exp().item() == pytest.approx(100.0, rel=1e-5)
     assert model.head.get_logit_scale().item() <= 100.0 + 1e-4
+
+
+def test_logit_scale_clamp_hook_leaves_models_without_temperature_alone():
+    from unittest.mock import MagicMock
+
+    from mmpretrain.models import MAEViT
+
+    from rils_mm.engine.hooks import LogitScaleClampHook
+    vit = MAEViT(arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+                 img_size=32, patch_size=8)
+    before = {k: v.clone() for k, v in vit.state_dict().items()}
+    runner = MagicMock()
+    runner.model = vit
+    hook = LogitScaleClampHook()
+    hook.before_train(runner)
+    hook.after_train_iter(runner, 0)  # no head, no temperature: nothing to do, no error
+    assert all(torch.equal(before[k], v) for k, v in vit.state_dict().items())
+
+
+def test_pretrained_init_cfg_is_not_reinitialised(tmp_path):
+    """mmpretrain's MAEViT.init_weights re-draws the patch embedding and the class token
+    after a Pretrained load; RILSViT keeps every loaded tensor."""
+    cfg = tiny_rils_cfg()['backbone']
+    src = MODELS.build(cfg)
+    src.init_weights()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))  # nothing an initialiser would produce
+    ckpt = tmp_path / 'rils.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in src.state_dict().items()}}, ckpt)
+    vit = MODELS.build(dict(cfg, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt),
+                                                prefix='backbone.')))
+    vit.init_weights()
+    loaded = vit.state_dict()
+    assert loaded.keys() == src.state_dict().keys()
+    for name, value in src.state_dict().items():
+        assert torch.equal(loaded[name], value), name
 
 
 def test_zero_shot_classifier_and_predict():

@@ -1,3 +1,4 @@
-from .rils import CLIP_MEAN, CLIP_STD, RILS
+from .rils import RILS
+from .zero_shot import CLIP_MEAN, CLIP_STD, ZeroShotClassifierMixin
 
-__all__ = ['RILS', 'CLIP_MEAN', 'CLIP_STD']
+__all__ = ['RILS', 'ZeroShotClassifierMixin', 'CLIP_MEAN', 'CLIP_STD']

@@ -1,20 +1,16 @@
 """RILS: masked visual reconstruction in language semantic space (Fig. 1)."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
-import open_clip
 import torch
-import torch.nn.functional as F
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-#: CLIP's pixel statistics (0-255 scale), used by every RILS data preprocessor.
-CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
-CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
+from .zero_shot import ZeroShotClassifierMixin, clip_data_preprocessor
 
 
 @MODELS.register_module()
-class RILS(BaseSelfSupervisor):
+class RILS(ZeroShotClassifierMixin, BaseSelfSupervisor):
     """RILS (CVPR 2023): three Transformers trained end to end.
 
     One step (paper Sec. 3, Fig. 1):
@@ -29,8 +25,8 @@ class RILS(BaseSelfSupervisor):
 
     Inputs are images plus ``data_samples[i].text_tokens`` (tokenised
     captions, see :class:`TokenizeText`). In ``predict`` mode the model is a
-    zero-shot classifier once :meth:`set_zero_shot_classifier` was called (the
-    :class:`ZeroShotClassifierHook` does that before every evaluation).
+    zero-shot classifier (:class:`ZeroShotClassifierMixin`; the
+    :class:`ZeroShotClassifierHook` builds it before every evaluation).
 
     Args:
         backbone (dict): vision encoder (``RILSViT``).
@@ -50,11 +46,7 @@ class RILS(BaseSelfSupervisor):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
-            data_preprocessor = dict(
-                type='ClsDataPreprocessor',
-                mean=CLIP_MEAN,
-                std=CLIP_STD,
-                to_rgb=True)
+            data_preprocessor = clip_data_preprocessor()
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -102,54 +94,6 @@ class RILS(BaseSelfSupervisor):
         g = self.neck(latent, ids_restore)  # (B, N, C), Eq. 3
         h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
         return self.head.loss(f, g, h, mask)
-
-    # ------------------------------------------------------------ zero-shot
-    @torch.no_grad()
-    def set_zero_shot_classifier(self,
-                                 classnames: Sequence[str],
-                                 templates: Sequence[str],
-                                 batch_size: int = 256) -> torch.Tensor:
-        """Build the zero-shot classifier: for each class, the normalised mean
-        of the normalised embeddings of its prompts ``template.format(name)``
-        (CLIP's prompt ensembling). Returns (num_classes, D)."""
-        if not classnames or not templates:
-            raise ValueError('zero-shot classification needs class names and '
-                             f'prompt templates, got {len(classnames or [])} '
-                             f'classes and {len(templates or [])} templates')
-        was_training = self.training
-        self.eval()
-        device = self.head.logit_scale.device
-        context = self.text_encoder.transformer.context_length
-        prompts = [t.format(c) for c in classnames for t in templates]
-        embeds = []
-        for i in range(0, len(prompts), batch_size):
-            tokens = open_clip.tokenize(
-                prompts[i:i + batch_size], context_length=context)
-            embeds.append(self.encode_text(tokens.to(device)).float())
-        embeds = torch.cat(embeds).view(len(classnames), len(templates), -1)
-        weights = F.normalize(F.normalize(embeds, dim=-1).mean(1), dim=-1)
-        self.zero_shot_weights = weights
-        self.train(was_training)
-        return weights
-
-    def predict(self, inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None,
-                **kwargs) -> List[DataSample]:
-        """Zero-shot classification: ``pred_score`` = softmax over classes of
-        ``(1 / sigma) <z^I, w_c>``."""
-        if self.zero_shot_weights is None:
-            raise RuntimeError(
-                'RILS.predict needs a zero-shot classifier: call '
-                'set_zero_shot_classifier(classnames, templates) or add '
-                "dict(type='ZeroShotClassifierHook') to custom_hooks")
-        z = self.encode_image(inputs).float()
-        logits = self.head.get_logit_scale() * z @ self.zero_shot_weights.t()
-        scores = logits.softmax(dim=-1)
-        if data_samples is None:
-            data_samples = [DataSample() for _ in range(scores.shape[0])]
-        for ds, score in zip(data_samples, scores):
-            ds.set_pred_score(score).set_pred_label(score.argmax())
-        return data_samples
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         """``tensor``: backbone features; ``loss``: Eq. 10; ``predict``:

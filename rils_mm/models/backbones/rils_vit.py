@@ -28,10 +28,19 @@ class QVBiasLinear(nn.Linear):
         return F.linear(x, self.weight, bias)
 
 
+def _loads_pretrained(init_cfg) -> bool:
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return any(isinstance(c, dict) and c.get('type') == 'Pretrained' for c in cfgs)
+
+
 @MODELS.register_module()
 class RILSViT(MAEViT):
     """Plain ViT encoder of RILS: CLS token, fixed 2-D sin-cos positions,
     q/v bias, LayerNorm eps 1e-6 (paper Sec. 3.1, Eq. 1).
+
+    The one vision encoder of the project: pretraining, and ``mmpretrain.RILSViT``
+    in mmpretrain, mmdet and mmseg configs (with
+    ``custom_imports=dict(imports=['rils_mm'])``).
 
     ``forward(x)`` (or ``mask=None``/``False``) is an ordinary mmpretrain
     backbone honouring ``out_type``/``out_indices`` for downstream use.
@@ -52,6 +61,20 @@ class RILSViT(MAEViT):
                 qkv = layer.attn.qkv
                 layer.attn.qkv = QVBiasLinear(qkv.in_features,
                                               qkv.out_features)
+
+    def init_weights(self) -> None:
+        """MAE initialisation, unless the weights come from a checkpoint.
+
+        mmpretrain's ``MAEViT.init_weights`` re-initialises the sin-cos
+        positions, the patch embedding and the class token *after* a
+        ``Pretrained`` ``init_cfg`` was loaded. With such an ``init_cfg`` only
+        the loading runs here, so every loaded tensor keeps the checkpoint's
+        value.
+        """
+        if _loads_pretrained(self.init_cfg):
+            super(MAEViT, self).init_weights()  # VisionTransformer: load only
+        else:
+            super().init_weights()
 
     def random_masking(
         self,

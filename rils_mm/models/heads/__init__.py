@@ -1,3 +1,4 @@
+from .contrastive_head import ImageTextContrastiveHead
 from .rils_head import RILSHead
 
-__all__ = ['RILSHead']
+__all__ = ['ImageTextContrastiveHead', 'RILSHead']

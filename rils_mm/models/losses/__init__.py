@@ -1,4 +1,4 @@
-from .contrastive import ImageTextContrastiveLoss, aligned_image_mask
-from .recon import LanguageSpaceReconLoss
+from .contrastive import ImageTextContrastiveLoss
+from .recon import LanguageSpaceReconLoss, aligned_image_mask
 
 __all__ = ['ImageTextContrastiveLoss', 'LanguageSpaceReconLoss', 'aligned_image_mask']

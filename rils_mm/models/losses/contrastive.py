@@ -1,10 +1,12 @@
 """Image-text contrastive loss (InfoNCE), RILS Eqs. 5-6."""
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from ..utils import gather_features, get_rank
+from ..utils import gather_features
 
 
 @MODELS.register_module()
@@ -27,8 +29,12 @@ class ImageTextContrastiveLoss(nn.Module):
         super().__init__()
         self.loss_weight = loss_weight
 
-    def forward(self, image_embed: torch.Tensor, text_embed: torch.Tensor,
-                logit_scale: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                image_embed: torch.Tensor,
+                text_embed: torch.Tensor,
+                logit_scale: torch.Tensor,
+                all_image_embed: Optional[torch.Tensor] = None,
+                all_text_embed: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Compute the weighted contrastive loss.
 
         Args:
@@ -36,38 +42,22 @@ class ImageTextContrastiveLoss(nn.Module):
             text_embed (Tensor): (B, D) paired text embeddings.
             logit_scale (Tensor | float): the multiplier ``1 / sigma``
                 (already exponentiated).
+            all_image_embed, all_text_embed (Tensor, optional): the global
+                batch's embeddings in rank order, if the caller has gathered
+                them already (gathered here otherwise).
 
         Returns:
             Tensor: scalar ``loss_weight * L_contra``.
         """
-        image_embed = F.normalize(image_embed.float(), dim=-1)
-        text_embed = F.normalize(text_embed.float(), dim=-1)
-        all_image = gather_features(image_embed)
-        all_text = gather_features(text_embed)
+        if all_image_embed is None:
+            all_image_embed = gather_features(image_embed)
+        if all_text_embed is None:
+            all_text_embed = gather_features(text_embed)
+        all_image = F.normalize(all_image_embed.float(), dim=-1)
+        all_text = F.normalize(all_text_embed.float(), dim=-1)
         logits = logit_scale * all_image @ all_text.t()  # (B_g, B_g)
         labels = torch.arange(logits.shape[0], device=logits.device)
         loss = 0.5 * (F.cross_entropy(logits, labels) +
                       F.cross_entropy(logits.t(), labels))
         return self.loss_weight * loss
 
-
-def aligned_image_mask(image_embed: torch.Tensor,
-                       all_text_embed: torch.Tensor) -> torch.Tensor:
-    """The set C of Eq. 9 for this rank's images.
-
-    An image is *correctly matched* when its most similar text in the global
-    batch is its own caption (image-to-text arg-max).
-
-    Args:
-        image_embed (Tensor): (B, D) this rank's image embeddings.
-        all_text_embed (Tensor): (B_g, D) the global batch's text embeddings,
-            in rank order (this rank's captions at ``rank * B``).
-
-    Returns:
-        Tensor: (B,) bool.
-    """
-    with torch.no_grad():
-        sim = image_embed.float() @ all_text_embed.float().t()
-        own = get_rank() * image_embed.shape[0] + torch.arange(
-            image_embed.shape[0], device=image_embed.device)
-        return sim.argmax(dim=1) == own

@@ -6,6 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from ..utils import all_reduce_sum, get_world_size, local_offset, mean_value_local_grad
+
 
 @MODELS.register_module()
 class LanguageSpaceReconLoss(nn.Module):
@@ -57,21 +59,24 @@ class LanguageSpaceReconLoss(nn.Module):
             text (Tensor): (T, D) text embeddings (the prototypes).
             mask (Tensor): (B, N), 1 (or True) marks masked patches.
             aligned (Tensor): (B,) bool, the images in the set C.
-            avg_factor (float, optional): the normaliser ``|C| |M|``.
-                Defaults to the number of selected patches here; distributed
-                callers pass the global count divided by the world size so the
-                mean over ranks is the global-batch loss.
+            avg_factor (float, optional): this rank's normaliser. Defaults
+                to the *global* ``|C| |M|`` divided by the world size, so that
+                the mean over ranks (DDP's gradient average) is Eq. 9 over the
+                global batch; on one process that is simply ``|C| |M|``.
 
         Returns:
             Tensor: scalar ``loss_weight * L_recon``; an exact 0 that keeps the
-            graph when nothing is selected.
+            graph when nothing is selected. Across ranks its value is the
+            global one while its gradient is this rank's share.
         """
         select = mask.bool() & aligned.bool()[:, None]  # (B, N)
         pred_sel = pred[select]  # (K, D)
         if avg_factor is None:
-            avg_factor = pred_sel.shape[0]
+            num_selected = all_reduce_sum(select.sum().float())  # |C| |M|
+            avg_factor = (num_selected / get_world_size()).item()
         if pred_sel.shape[0] == 0 or avg_factor == 0:
-            return pred.sum() * 0.0
+            # still joins the collective below, which the other ranks run
+            return mean_value_local_grad(pred.sum() * 0.0)
         target_sel = F.normalize(target[select].detach().float(), dim=-1)
         pred_sel = F.normalize(pred_sel.float(), dim=-1)
         text = F.normalize(text.float(), dim=-1)
@@ -86,4 +91,26 @@ class LanguageSpaceReconLoss(nn.Module):
             log_q = F.log_softmax(
                 pred_sel[start:end] @ text.t() / self.pred_temperature, dim=-1)
             total = total - (p * log_q).sum()
-        return self.loss_weight * total / avg_factor
+        return mean_value_local_grad(self.loss_weight * total / avg_factor)
+
+
+def aligned_image_mask(image_embed: torch.Tensor,
+                       all_text_embed: torch.Tensor) -> torch.Tensor:
+    """The set C of Eq. 9 for this rank's images.
+
+    An image is *correctly matched* when its most similar text in the global
+    batch is its own caption (image-to-text arg-max).
+
+    Args:
+        image_embed (Tensor): (B, D) this rank's image embeddings.
+        all_text_embed (Tensor): (B_g, D) the global batch's text embeddings,
+            in rank order (this rank's captions at ``rank * B``).
+
+    Returns:
+        Tensor: (B,) bool.
+    """
+    with torch.no_grad():
+        sim = image_embed.float() @ all_text_embed.float().t()
+        own = local_offset(image_embed.shape[0]) + torch.arange(
+            image_embed.shape[0], device=image_embed.device)
+        return sim.argmax(dim=1) == own

@@ -44,6 +44,11 @@ class CLIPTextEncoder(BaseModule):
             output_dim=None,
             pool_type='argmax')
 
+    @property
+    def context_length(self) -> int:
+        """Token positions the encoder takes (77 for CLIP)."""
+        return self.transformer.context_length
+
     def init_weights(self) -> None:
         """Keep open_clip's CLIP initialisation (done at construction)."""
         if self.init_cfg is not None:

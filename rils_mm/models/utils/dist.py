@@ -44,8 +44,27 @@ def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     return torch.cat(chunks, dim=0)
 
 
+def local_offset(batch_size: int) -> int:
+    """Index of this rank's first sample in a rank-ordered global batch."""
+    return get_rank() * batch_size
+
+
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of a (non-differentiable) tensor over all ranks; identity when single-process."""
     x = x.detach().clone()
     all_reduce(x, op='sum')  # a no-op when not distributed
     return x
+
+
+def mean_value_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x`` whose *value* is the mean over ranks and whose gradient is ``x``'s own.
+
+    A loss split into per-rank shares (that DDP's gradient average sums up)
+    then logs the global value on every rank while each rank backpropagates
+    only its share. Identity when single-process.
+    """
+    world_size = get_world_size()
+    if world_size == 1:
+        return x
+    value = all_reduce_sum(x) / world_size
+    return x + (value - x.detach())
