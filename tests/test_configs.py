@@ -10,7 +10,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import rils_mm  # noqa: F401
-from rils_mm.datasets.toy_corpus import generate_toy_corpus
+from rils_mm.testing import generate_toy_corpus
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -62,8 +62,9 @@ def test_data_size_variants_only_change_the_data():
 
 def test_no_weight_decay_on_biases_norms_embeddings_and_tokens():
     from mmengine.optim import build_optim_wrapper
-    from rils_mm.testing import tiny_rils_cfg
     from mmpretrain.registry import MODELS
+
+    from rils_mm.testing import tiny_rils_cfg
     init_default_scope('mmpretrain')
     model = MODELS.build(tiny_rils_cfg())
     opt_cfg = cfg_of('rils_vitb16_l20m.py').optim_wrapper

@@ -9,11 +9,13 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
+# Model-agnostic hooks: each acts only where the model / data set has what it serves.
 custom_hooks = [
-    dict(type='LogitScaleClampHook'),
-    dict(type='RNGStateHook'),
-    dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=1000),
+    dict(type='LogitScaleClampHook'),  # heads with a learnable temperature (CLIP, RILS, ...)
+    dict(type='RNGStateHook'),  # exact resume: python / numpy / torch generator states
+    dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=200),
     dict(type='WebDatasetEpochHook'),  # forwards the epoch to iterable data sets
+    dict(type='ZeroShotClassifierHook'),  # text-tower models on zero-shot eval sets
 ]
 
 env_cfg = dict(

@@ -1,5 +1,5 @@
-# The toy corpus (tools/make_toy_corpus.py): 64 px images of coloured shapes with
-# captions, and a held-out zero-shot split. `tools/quickstart.sh` writes it to data/toy.
+# The toy corpus as JPEG files + CSV (tools/make_toy_corpus.py): 64 px images of coloured
+# shapes with captions, and a held-out zero-shot split. `tools/quickstart.sh` writes it to data/toy.
 data_root = 'data/toy/'
 image_size = 64
 context_length = 32

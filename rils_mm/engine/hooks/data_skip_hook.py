@@ -5,7 +5,6 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from mmengine.dist import all_gather_object, all_reduce
 from mmengine.hooks import Hook
-
 from mmpretrain.registry import HOOKS
 
 __all__ = ['DataSkipCounterHook']

@@ -9,11 +9,19 @@ class ZeroShotClassifierHook(Hook):
     """Before each validation/test epoch, embed the class names of the
     evaluation data set with its prompt templates (``dataset.metainfo``
     ``classes`` and ``templates``) and install the result as the model's
-    zero-shot classifier (:meth:`RILS.set_zero_shot_classifier`)."""
+    zero-shot classifier (``set_zero_shot_classifier``, see
+    :class:`~rils_mm.models.ZeroShotClassifierMixin`).
+
+    Models without a text tower (no ``set_zero_shot_classifier``: MAE, MILAN)
+    are left alone, so the hook can sit in the default runtime.
+    """
 
     priority = 'NORMAL'
 
     def _build(self, runner, dataloader) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, 'set_zero_shot_classifier'):
+            return
         dataset = dataloader.dataset
         meta = getattr(dataset, 'metainfo', {}) or {}
         missing = [k for k in ('classes', 'templates') if not meta.get(k)]
@@ -22,7 +30,6 @@ class ZeroShotClassifierHook(Hook):
                 f'ZeroShotClassifierHook: the evaluation data set '
                 f'{type(dataset).__name__} has no {missing} in its metainfo; '
                 'use ZeroShotClsDataset or give them in the dataset config')
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         model.set_zero_shot_classifier(list(meta['classes']), list(meta['templates']))
 
     def before_val_epoch(self, runner) -> None:
