@@ -29,8 +29,12 @@ from mmengine.runner import Runner, load_checkpoint  # noqa: E402
 from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
 
 from rils_mm.utils.checkpoint import (  # noqa: E402
-    CHECKPOINT_SAFE_GLOBALS, UnsafeCheckpointError, allow_checkpoint_types,
-    load_from_local, register_checkpoint_safety)
+    CHECKPOINT_SAFE_GLOBALS,
+    UnsafeCheckpointError,
+    allow_checkpoint_types,
+    load_from_local,
+    register_checkpoint_safety,
+)
 
 register_checkpoint_safety()
 

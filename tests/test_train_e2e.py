@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import rils_mm  # noqa: F401
-from rils_mm.datasets.toy_corpus import generate_toy_corpus
+from rils_mm.testing import generate_toy_corpus
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py')

@@ -36,10 +36,10 @@ def run_one(args, precision):
     """One precision, in this process; returns a dict of measurements."""
     import torch
     from mmengine.config import Config
+    from mmpretrain.registry import MODELS
     from torch.utils.flop_counter import FlopCounterMode
 
     import rils_mm  # noqa: F401
-    from mmpretrain.registry import MODELS
     from rils_mm.testing import fake_batch
 
     if args.threads:

@@ -1,4 +1,3 @@
-from .checkpoint import (UnsafeCheckpointError, allow_checkpoint_types,
-                         register_checkpoint_safety)
+from .checkpoint import UnsafeCheckpointError, allow_checkpoint_types, register_checkpoint_safety
 
 __all__ = ['allow_checkpoint_types', 'register_checkpoint_safety', 'UnsafeCheckpointError']
