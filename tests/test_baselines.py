@@ -1,0 +1,159 @@
+"""The baselines (Tables 1, 9, 10, 11): each method's loss against its equation written out,
+what each step computes (CLIP runs no decoder), frozen parts of two-stage methods, and every
+baseline config building and training two iterations on the toy corpus."""
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+
+import rils_mm  # noqa: F401  (registers the components)
+from rils_mm.testing import fake_batch, generate_toy_corpus
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def cfg_of(path):
+    return Config.fromfile(osp.join(ROOT, 'configs', path))
+
+
+def build_model(path, seed=0):
+    init_default_scope('mmpretrain')
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg_of(path).model)
+    model.init_weights()
+    return model
+
+
+def toy_batch(batch_size=4, seed=0):
+    """A batch for the toy configs: 64 px images and 32 token ids."""
+    images, tokens, _ = fake_batch(batch_size, img_size=64, context_length=32, seed=seed)
+    return images, tokens
+
+
+def contrastive_by_equation(z_i, z_t, scale):
+    """Eqs. 5-6: 1/2 (L_I2T + L_T2I) with logits (1/sigma) <z^I_i, z^T_j>."""
+    logits = scale * z_i @ z_t.t()
+    b = logits.shape[0]
+    l_i2t = -sum(logits[i, i] - torch.logsumexp(logits[i], 0) for i in range(b)) / b
+    l_t2i = -sum(logits[i, i] - torch.logsumexp(logits[:, i], 0) for i in range(b)) / b
+    return 0.5 * (l_i2t + l_t2i)
+
+
+@pytest.fixture(scope='module')
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('toy')
+    generate_toy_corpus(str(root), num_train=16, num_val=8, image_size=32, seed=5,
+                        shard_size=16)
+    return str(root)
+
+
+def train_two_iters(path, toy_root, work_dir, **overrides):
+    """Train a toy config for one epoch of two iterations (batch 8) on the toy corpus."""
+    cfg = cfg_of(path)
+    cfg.work_dir = str(work_dir)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(key):
+            cfg[key].dataset.data_root = toy_root
+    cfg.train_dataloader.batch_size = 8
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.log_processor = dict(window_size=1)
+    cfg.randomness = dict(seed=0)
+    cfg.merge_from_dict(overrides)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    return runner
+
+
+def train_losses(runner):
+    hub = runner.message_hub
+    return {k[len('train/'):]: v.data[0] for k, v in hub.log_scalars.items()
+            if k.startswith('train/loss')}
+
+
+# --------------------------------------------------------------------------- CLIP
+def test_clip_step_runs_no_masked_view_and_no_decoder(monkeypatch):
+    """Issue 8: CLIP computes neither the masked view nor the decoder."""
+    from mmpretrain.models.necks import MAEPretrainDecoder
+
+    from rils_mm.models.backbones import RILSViT
+    model = build_model('clip/clip_vittiny_toy.py')
+    assert not model.with_neck and model.neck is None
+    calls = []
+    monkeypatch.setattr(RILSViT, 'random_masking',
+                        lambda *a, **k: calls.append('masking'))
+    monkeypatch.setattr(MAEPretrainDecoder, 'forward',
+                        lambda *a, **k: calls.append('decoder'))
+    images, tokens = toy_batch()
+    losses = model.forward_train(images, tokens)
+    assert calls == []
+    assert set(losses) == {'loss_contrastive', 'logit_scale'}
+    losses['loss_contrastive'].backward()
+    assert model.backbone.cls_token.grad is not None  # the encoder is trained
+
+
+def test_clip_rejects_a_decoder():
+    cfg = cfg_of('clip/clip_vittiny_toy.py').model
+    cfg.neck = cfg_of('rils/rils_vittiny_toy.py').model.neck
+    with pytest.raises(ValueError, match='neck=None'):
+        MODELS.build(cfg)
+
+
+def test_clip_loss_is_equations_4_to_6():
+    model = build_model('clip/clip_vittiny_toy.py')
+    images, tokens = toy_batch(5)
+    loss = model.forward_train(images, tokens)['loss_contrastive']
+    with torch.no_grad():
+        f = model.backbone.forward_intact(images)[:, 1:]
+        h = model.text_encoder(tokens)
+        theta, phi = model.head.image_projection.weight, model.head.text_projection.weight
+        z_i = F.normalize(f.mean(1) @ theta.t(), dim=-1)  # Eq. 4
+        z_t = F.normalize(h @ phi.t(), dim=-1)
+        expected = contrastive_by_equation(z_i, z_t, 1 / 0.07)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_clip_contrastive_term_equals_rils_with_the_same_weights():
+    """Same encoder, text encoder and head: only the method differs."""
+    clip = build_model('clip/clip_vittiny_toy.py')
+    rils = build_model('rils/rils_vittiny_toy.py')
+    missing, unexpected = rils.load_state_dict(clip.state_dict(), strict=False)
+    assert unexpected == [] and all(k.startswith('neck.') for k in missing)
+    images, tokens = toy_batch()
+    a = clip.forward_train(images, tokens)['loss_contrastive']
+    b = rils.forward_train(images, tokens)['loss_contrastive']
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def test_clip_paper_configs_change_only_the_method():
+    for clip_name, rils_name in [('clip_vitb16_l20m.py', 'rils_vitb16_l20m.py'),
+                                 ('clip_vitb16_l10m.py', 'rils_vitb16_l10m.py')]:
+        clip, rils = cfg_of('clip/' + clip_name), cfg_of('rils/' + rils_name)
+        assert set(clip.keys()) == set(rils.keys())
+        for key in clip.keys():
+            if key != 'model':
+                assert clip[key] == rils[key], key
+        assert clip.model.type == 'CLIP' and clip.model.neck is None
+        for part in ('backbone', 'text_encoder', 'data_preprocessor'):
+            assert clip.model.get(part) == rils.model.get(part), part
+        head = dict(rils.model.head)
+        for key in ('type', 'recon_loss', 'text_grad_in_recon'):
+            head.pop(key)
+        assert {k: v for k, v in clip.model.head.items() if k != 'type'} == head
+
+
+@pytest.mark.slow
+def test_clip_toy_config_trains_two_iterations_and_evaluates(toy_root, tmp_path):
+    runner = train_two_iters('clip/clip_vittiny_toy.py', toy_root, tmp_path)
+    assert set(train_losses(runner)) == {'loss', 'loss_contrastive'}
+    assert all(math.isfinite(v) for v in train_losses(runner)['loss'])
+    metrics = runner.val_loop.run()
+    assert 0 <= metrics['accuracy/top1'] <= 100
