@@ -157,3 +157,117 @@ def test_clip_toy_config_trains_two_iterations_and_evaluates(toy_root, tmp_path)
     assert all(math.isfinite(v) for v in train_losses(runner)['loss'])
     metrics = runner.val_loop.run()
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+# --------------------------------------------------------------------------- MAE
+def test_mae_configs_are_mmpretrains_mae_on_our_data():
+    for name in ('mae_vitb16_l20m.py', 'mae_vitb16_l10m.py', 'mae_vittiny_toy.py'):
+        cfg = cfg_of('mae/' + name)
+        m = cfg.model
+        assert (m.type, m.backbone.type, m.neck.type, m.head.type) == (
+            'MAE', 'MAEViT', 'MAEPretrainDecoder', 'MAEPretrainHead')
+        assert m.backbone.mask_ratio == 0.75 and m.head.norm_pix
+        assert m.head.patch_size == m.backbone.patch_size == m.neck.patch_size
+        assert m.neck.predict_feature_dim == 3 * m.head.patch_size**2
+        assert cfg.val_dataloader is None and cfg.val_cfg is None  # no text tower
+    big, rils = cfg_of('mae/mae_vitb16_l20m.py'), cfg_of('rils/rils_vitb16_l20m.py')
+    assert big.train_dataloader == rils.train_dataloader  # same data pipeline
+    assert big.optim_wrapper == rils.optim_wrapper and big.param_scheduler == rils.param_scheduler
+    assert (big.model.neck.decoder_depth, big.model.neck.decoder_embed_dim) == (8, 512)
+
+
+def pixel_loss_by_equation(pred, images, mask, p):
+    """MAE: mean over masked patches of mean_j (pred_j - (x_j - mu) / sqrt(var + 1e-6))^2,
+    x the patch's p*p*3 pixels (row-major within the patch, channel last)."""
+    b, _, hgt, wid = images.shape
+    total, count = 0.0, 0
+    for i in range(b):
+        for r in range(hgt // p):
+            for c in range(wid // p):
+                k = r * (wid // p) + c
+                if not mask[i, k]:
+                    continue
+                x = images[i, :, r * p:(r + 1) * p, c * p:(c + 1) * p].permute(1, 2, 0).flatten()
+                x = (x - x.mean()) / (x.var() + 1e-6).sqrt()
+                total += ((pred[i, k] - x)**2).mean()
+                count += 1
+    return total / count
+
+
+def test_mae_loss_is_the_normalised_pixel_equation():
+    model = build_model('mae/mae_vittiny_toy.py')
+    images, _ = toy_batch(3)
+    torch.manual_seed(1)
+    latent, mask, ids_restore = model.backbone(images)
+    assert (mask.sum(1) == 48).all()  # 75 % of 64 patches
+    pred = model.neck(latent, ids_restore)
+    loss = model.head.loss(pred, images, mask)
+    assert loss.item() == pytest.approx(
+        pixel_loss_by_equation(pred, images, mask, 8).item(), rel=1e-5)
+    torch.manual_seed(1)
+    assert model.loss(images, [])['loss'].item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_mae_checkpoint_initialises_rils_vit_exactly():
+    """MIM->CLIP / MIM->LiT start RILSViT from a MAEViT checkpoint: same function."""
+    mae = build_model('mae/mae_vittiny_toy.py').backbone
+    with torch.no_grad():
+        for layer in mae.layers:
+            layer.attn.qkv.bias.normal_()  # a k bias too, which must not matter
+    rils_cfg = cfg_of('clip/clip_vittiny_toy.py').model.backbone
+    rils = MODELS.build(rils_cfg)
+    rils.load_state_dict(mae.state_dict(), strict=True)
+    mae.eval(), rils.eval()
+    images, _ = toy_batch(2)
+    torch.testing.assert_close(rils.forward_intact(images), mae(images, mask=None)[0],
+                               rtol=1e-5, atol=1e-5)
+    assert torch.equal(rils.layers[0].attn.qkv.v_bias, mae.layers[0].attn.qkv.bias[-128:])
+
+
+@pytest.mark.slow
+def test_mae_toy_config_trains_two_iterations(toy_root, tmp_path):
+    runner = train_two_iters('mae/mae_vittiny_toy.py', toy_root, tmp_path)
+    assert set(train_losses(runner)) == {'loss'}
+    assert all(math.isfinite(v) for v in train_losses(runner)['loss'])
+
+
+# --------------------------------------------------------------------------- MAE+CLIP
+def test_mae_clip_sums_pixel_and_contrastive_losses():
+    model = build_model('mae_clip/mae-clip_vittiny_toy.py')
+    images, tokens = toy_batch(4)
+    noise = torch.rand(4, 64, generator=torch.Generator().manual_seed(2))
+    losses = model.forward_train(images, tokens, mask_noise=noise)
+    assert set(losses) == {'loss_contrastive', 'loss_pixel', 'logit_scale'}
+    # the contrastive term is CLIP's with the same weights (the intact view)
+    clip = build_model('clip/clip_vittiny_toy.py')
+    clip.load_state_dict(model.state_dict(), strict=False)
+    assert losses['loss_contrastive'].item() == pytest.approx(
+        clip.forward_train(images, tokens)['loss_contrastive'].item(), rel=1e-6)
+    # the pixel term is MAE's equation on the decoded masked view
+    latent, mask, ids_restore = model.backbone(images, mask=True, noise=noise)
+    pred = model.neck(latent, ids_restore)
+    assert losses['loss_pixel'].item() == pytest.approx(
+        pixel_loss_by_equation(pred, images, mask, 8).item(), rel=1e-5)
+    # both reach the encoder; the decoder only gets the pixel loss
+    losses['loss_pixel'].backward(retain_graph=True)
+    assert model.neck.mask_token.grad.abs().sum() > 0
+    assert model.head.text_projection.weight.grad is None
+    losses['loss_contrastive'].backward()
+    assert model.head.text_projection.weight.grad.abs().sum() > 0
+
+
+def test_mae_clip_differs_from_rils_only_in_the_reconstruction():
+    a, b = cfg_of('mae_clip/mae-clip_vitb16_l20m.py'), cfg_of('rils/rils_vitb16_l20m.py')
+    for key in a.keys():
+        if key != 'model':
+            assert a[key] == b[key], key
+    assert a.model.backbone == b.model.backbone and a.model.text_encoder == b.model.text_encoder
+    neck = dict(a.model.neck)
+    assert neck.pop('predict_feature_dim') == 768 and neck == b.model.neck
+
+
+@pytest.mark.slow
+def test_mae_clip_toy_config_trains_two_iterations(toy_root, tmp_path):
+    runner = train_two_iters('mae_clip/mae-clip_vittiny_toy.py', toy_root, tmp_path)
+    assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_pixel'}
+    assert 0 <= runner.val_loop.run()['accuracy/top1'] <= 100
