@@ -271,3 +271,88 @@ def test_mae_clip_toy_config_trains_two_iterations(toy_root, tmp_path):
     runner = train_two_iters('mae_clip/mae-clip_vittiny_toy.py', toy_root, tmp_path)
     assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_pixel'}
     assert 0 <= runner.val_loop.run()['accuracy/top1'] <= 100
+
+
+# --------------------------------------------------------------------------- RILS ablations
+def flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+@pytest.mark.parametrize('name,changes', [
+    ('rils_vitb16_l10m_mask60.py', {'model.backbone.mask_ratio': 0.6}),
+    ('rils_vitb16_l10m_mask90.py', {'model.backbone.mask_ratio': 0.9}),
+    ('rils_vitb16_l10m_dec2.py', {'model.neck.decoder_depth': 2}),
+    ('rils_vitb16_l10m_dec4.py', {'model.neck.decoder_depth': 4}),
+    ('rils_vitb16_l10m_loss1to1.py', {'model.head.recon_loss.loss_weight': 1.0}),
+    ('rils_vitb16_l10m_loss1to2.py', {'model.head.recon_loss.loss_weight': 2.0}),
+    ('rils_vitb16_l10m_visionspace.py', {'model.head.type': 'VisionSpaceReconHead',
+                                         'model.head.num_prototypes': 4096}),
+])
+def test_ablation_configs_change_one_thing_on_l10m(name, changes):
+    """Tables 10, 11: each ablation is the L-10M RILS config with one setting changed."""
+    base = flat(cfg_of('rils/rils_vitb16_l10m.py').to_dict())
+    abl = flat(cfg_of('rils/' + name).to_dict())
+    assert base['model.backbone.mask_ratio'] == 0.75 and base['model.neck.decoder_depth'] == 1
+    assert base['model.head.contrastive_loss.loss_weight'] == 1.0  # lambda_1 : lambda_2 = 2 : 1
+    assert base['model.head.recon_loss.loss_weight'] == 0.5
+    diff = {k: abl.get(k) for k in set(base) | set(abl) if base.get(k) != abl.get(k)}
+    assert diff == changes
+    assert abl['model.head.contrastive_loss.loss_weight'] == 1.0
+
+
+def recon_by_equation(pred, target, protos, mask, aligned, tau1=0.04, tau2=0.1):
+    """Eqs. 8-9: mean over i in C, k in M of -sum_l p_l log q_l, p from the target with
+    tau_1, q from the prediction with tau_2, over the prototypes' rows (all normalised)."""
+    protos = F.normalize(protos, dim=-1)
+    total, count = 0.0, 0
+    for i in range(pred.shape[0]):
+        for k in range(pred.shape[1]):
+            if aligned[i] and mask[i, k]:
+                p = torch.softmax(F.normalize(target[i, k], dim=0) @ protos.t() / tau1, 0)
+                log_q = torch.log_softmax(F.normalize(pred[i, k], dim=0) @ protos.t() / tau2, 0)
+                total = total - (p * log_q).sum()
+                count += 1
+    return total / count
+
+
+def test_vision_space_head_reconstructs_over_learnable_prototypes():
+    """Table 10: Eq. 8 with the K learnable rows W in place of z^T, all else RILS'."""
+    from rils_mm.models.heads import VisionSpaceReconHead
+    torch.manual_seed(0)
+    head = VisionSpaceReconHead(num_prototypes=7, vision_dims=12, text_dims=10, embed_dims=8)
+    head.init_weights()
+    g = torch.Generator().manual_seed(3)
+    f, pred = torch.randn(6, 5, 12, generator=g), torch.randn(6, 5, 12, generator=g)
+    text = torch.randn(6, 10, generator=g, requires_grad=True)
+    # make most images match their own caption so that C is not empty
+    with torch.no_grad():
+        theta = head.image_projection.weight
+        phi_pinv = torch.linalg.pinv(head.text_projection.weight)
+        text[:4] = (f[:4].mean(1) @ theta.t()) @ phi_pinv.t()
+    mask = torch.zeros(6, 5, dtype=torch.bool)
+    mask[:, :3] = True
+    losses = head.loss(f, pred, text, mask)
+    z_i = F.normalize(f.mean(1) @ theta.t(), dim=-1)
+    z_t = F.normalize(text @ head.text_projection.weight.t(), dim=-1)
+    aligned = (z_i @ z_t.t()).argmax(1) == torch.arange(6)  # the set C
+    assert aligned.any()
+    expected = 0.5 * recon_by_equation(pred @ theta.t(), f @ theta.t(), head.prototypes,
+                                       mask, aligned)
+    assert losses['loss_recon'].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert head.prototypes.shape == (7, 8)
+    losses['loss_recon'].backward()
+    assert head.prototypes.grad.abs().sum() > 0  # W is learnt by L_recon
+    assert text.grad is None or text.grad.abs().sum() == 0  # z^T is not a prototype any more
+
+
+@pytest.mark.slow
+def test_vision_space_toy_config_trains_two_iterations(toy_root, tmp_path):
+    runner = train_two_iters('rils/rils_vittiny_toy_visionspace.py', toy_root, tmp_path)
+    assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_recon'}
+    assert runner.model.head.prototypes.shape == (64, 128)
