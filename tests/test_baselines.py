@@ -356,3 +356,77 @@ def test_vision_space_toy_config_trains_two_iterations(toy_root, tmp_path):
     runner = train_two_iters('rils/rils_vittiny_toy_visionspace.py', toy_root, tmp_path)
     assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_recon'}
     assert runner.model.head.prototypes.shape == (64, 128)
+
+
+# --------------------------------------------------------------------------- SLIP
+def simclr_by_equation(a, b, tau):
+    """NT-Xent as SLIP writes it: for sample i of view a, the positive is b_i and the
+    negatives are every b_j (j != i) and every a_j (j != i); same for view b; averaged."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    n = a.shape[0]
+    total = 0.0
+    for x, y in ((a, b), (b, a)):
+        for i in range(n):
+            pos = torch.exp(x[i] @ y[i] / tau)
+            neg = sum(torch.exp(x[i] @ y[j] / tau) for j in range(n) if j != i)
+            neg = neg + sum(torch.exp(x[i] @ x[j] / tau) for j in range(n) if j != i)
+            total = total - torch.log(pos / (pos + neg))
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize('tau', [0.1, 0.5])
+def test_simclr_loss_is_nt_xent(tau):
+    from rils_mm.models.losses import SimCLRLoss
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    loss = SimCLRLoss(temperature=tau, loss_weight=1.0)(a, b)
+    assert loss.item() == pytest.approx(simclr_by_equation(a, b, tau).item(), rel=1e-5)
+    assert SimCLRLoss(tau, loss_weight=2.0)(a, b).item() == pytest.approx(2 * loss.item())
+
+
+def test_slip_paper_config_is_slips_recipe():
+    cfg = cfg_of('slip/slip_vitb16_l20m.py')
+    m = cfg.model
+    neck = m.ssl_neck
+    assert (neck.in_channels, neck.hid_channels, neck.out_channels, neck.num_layers) == (
+        768, 4096, 256, 3)
+    assert neck.norm_cfg.type == 'SyncBN' and not neck.with_last_bn
+    assert (m.ssl_loss.temperature, m.ssl_loss.loss_weight) == (0.1, 1.0)
+    multi = cfg.train_dataloader.dataset.pipeline[0]
+    assert multi.type == 'MultiView' and multi.num_views == [1, 2]
+    clip_view, ssl_view = multi.transforms
+    rils = cfg_of('rils/rils_vitb16_l20m.py')
+    assert clip_view == rils.train_dataloader.dataset.pipeline[:1]
+    assert [t.type for t in ssl_view] == ['RandomResizedCrop', 'RandomApply', 'RandomGrayscale',
+                                          'GaussianBlur', 'RandomFlip']
+    assert ssl_view[0].crop_ratio_range == (0.08, 1.0)
+    for key in cfg.keys():
+        if key not in ('model', 'train_dataloader', 'image_size', 'ssl_view', 'clip_view'):
+            assert cfg[key] == rils[key], key
+
+
+def test_slip_step_sums_clip_and_simclr():
+    model = build_model('slip/slip_vittiny_toy.py')
+    images, tokens = toy_batch(4)
+    aug1, aug2 = images.flip(-1), images.roll(8, -1)
+    losses = model.forward_train(images, aug1, aug2, tokens)
+    assert set(losses) == {'loss_contrastive', 'loss_ssl', 'logit_scale'}
+    clip = build_model('clip/clip_vittiny_toy.py')
+    clip.load_state_dict(model.state_dict(), strict=False)
+    assert losses['loss_contrastive'].item() == pytest.approx(
+        clip.forward_train(images, tokens)['loss_contrastive'].item(), rel=1e-6)
+    with torch.no_grad():
+        p1 = model.backbone.forward_intact(aug1)[:, 1:].mean(1)
+        p2 = model.backbone.forward_intact(aug2)[:, 1:].mean(1)
+        e1, e2 = model.ssl_neck([p1])[0], model.ssl_neck([p2])[0]
+    assert losses['loss_ssl'].item() == pytest.approx(
+        simclr_by_equation(e1, e2, 0.1).item(), rel=1e-4)
+    with pytest.raises(ValueError, match='three views'):
+        model.loss(images, [])
+
+
+@pytest.mark.slow
+def test_slip_toy_config_trains_two_iterations(toy_root, tmp_path):
+    runner = train_two_iters('slip/slip_vittiny_toy.py', toy_root, tmp_path)
+    assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_ssl'}
+    assert 0 <= runner.val_loop.run()['accuracy/top1'] <= 100
