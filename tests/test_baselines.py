@@ -430,3 +430,143 @@ def test_slip_toy_config_trains_two_iterations(toy_root, tmp_path):
     runner = train_two_iters('slip/slip_vittiny_toy.py', toy_root, tmp_path)
     assert set(train_losses(runner)) == {'loss', 'loss_contrastive', 'loss_ssl'}
     assert 0 <= runner.val_loop.run()['accuracy/top1'] <= 100
+
+
+# --------------------------------------------------------------------------- two-stage, MILAN
+def save_checkpoint(model, path):
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), str(path))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def stage1(tmp_path_factory):
+    """Stage-1 checkpoints of the toy MAE and the toy CLIP (random weights)."""
+    root = tmp_path_factory.mktemp('stage1')
+    mae = build_model('mae/mae_vittiny_toy.py', seed=1)
+    with torch.no_grad():
+        for layer in mae.backbone.layers:
+            layer.attn.qkv.bias.normal_()
+    clip = build_model('clip/clip_vittiny_toy.py', seed=2)
+    return dict(mae=save_checkpoint(mae, root / 'mae.pth'), mae_model=mae,
+                clip=save_checkpoint(clip, root / 'clip.pth'), clip_model=clip)
+
+
+def two_stage_cfg(path, stage1):
+    cfg = cfg_of(path)
+    if cfg.model.get('target_generator'):
+        cfg.model.target_generator.checkpoint = stage1['clip']
+    else:
+        cfg.model.backbone.init_cfg.checkpoint = stage1['mae']
+    return cfg
+
+
+def rils_vit_from_mae(mae_backbone):
+    vit = MODELS.build(cfg_of('clip/clip_vittiny_toy.py').model.backbone)
+    vit.load_state_dict(mae_backbone.state_dict())
+    return vit
+
+
+def params_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize('path', ['two_stage/mim-lit_vittiny_toy.py',
+                                  'two_stage/mim-clip_vittiny_toy.py'])
+def test_mim_then_clip_starts_from_the_mae_encoder(path, stage1):
+    init_default_scope('mmpretrain')
+    model = MODELS.build(two_stage_cfg(path, stage1).model)
+    model.init_weights()
+    assert params_equal(model.backbone, rils_vit_from_mae(stage1['mae_model'].backbone))
+    assert model.freeze_backbone == ('mim-lit' in path)
+
+
+@pytest.mark.slow
+def test_mim_lit_trains_text_side_only(stage1, toy_root, tmp_path):
+    """MIM->LiT: the locked MAE encoder receives no update; the text side learns."""
+    before = rils_vit_from_mae(stage1['mae_model'].backbone)
+    runner = train_two_iters(
+        'two_stage/mim-lit_vittiny_toy.py', toy_root, tmp_path,
+        **{'model.backbone.init_cfg.checkpoint': stage1['mae']})
+    model = runner.model
+    assert params_equal(model.backbone, before)
+    model.train()
+    assert model.text_encoder.training and not model.backbone.training
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    fresh = MODELS.build(two_stage_cfg('two_stage/mim-lit_vittiny_toy.py', stage1).model)
+    fresh.init_weights()
+    assert not params_equal(model.text_encoder, fresh.text_encoder)
+
+
+@pytest.mark.slow
+def test_mim_clip_trains_the_mae_encoder(stage1, toy_root, tmp_path):
+    runner = train_two_iters(
+        'two_stage/mim-clip_vittiny_toy.py', toy_root, tmp_path,
+        **{'model.backbone.init_cfg.checkpoint': stage1['mae']})
+    assert not params_equal(runner.model.backbone,
+                            rils_vit_from_mae(stage1['mae_model'].backbone))
+
+
+def test_clip_teacher_gives_the_clip_models_features_and_cls_attention(stage1):
+    from rils_mm.models.target_generators import CLIPTeacher
+    cfg = cfg_of('two_stage/clip-mim_vittiny_toy.py').model.target_generator
+    cfg.pop('type')
+    teacher = CLIPTeacher(**dict(cfg, checkpoint=stage1['clip']))
+    clip = stage1['clip_model'].eval()
+    images, _ = toy_batch(3)
+    feats, attn = teacher(images)
+    with torch.no_grad():
+        expected = clip.head.image_projection(clip.backbone.forward_intact(images))
+    torch.testing.assert_close(feats, expected)
+    assert attn.shape == (3, 65, 65) and (attn >= 0).all()
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 65))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    teacher.train()
+    assert not teacher.training
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        CLIPTeacher(**dict(cfg, checkpoint='missing.pth'))
+    with pytest.raises(KeyError, match='head.image_projection.weight'):
+        CLIPTeacher(**dict(cfg, checkpoint=stage1['mae']))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', ['two_stage/clip-mim_vittiny_toy.py',
+                                  'milan/milan_vittiny_toy.py'])
+def test_clip_teacher_methods_train_two_iterations_with_a_frozen_teacher(
+        path, stage1, toy_root, tmp_path):
+    runner = train_two_iters(path, toy_root, tmp_path,
+                             **{'model.target_generator.checkpoint': stage1['clip']})
+    model = runner.model
+    teacher_state = {k[len('backbone.'):]: v for k, v in stage1['clip_model'].state_dict().items()
+                     if k.startswith('backbone.')}
+    got = model.target_generator.backbone.state_dict()
+    assert all(torch.equal(got[k], teacher_state[k]) for k in teacher_state)
+    assert torch.equal(model.target_generator.image_projection.weight,
+                       stage1['clip_model'].head.image_projection.weight)
+    assert set(train_losses(runner)) == {'loss'}
+    assert all(math.isfinite(v) for v in train_losses(runner)['loss'])
+
+
+def test_milan_sampling_keeps_the_ratio_and_prefers_attended_patches():
+    """Semantic-aware sampling: patches are kept with probability ~ the teacher's
+    attention, exactly N (1 - mask_ratio) of them per image."""
+    init_default_scope('mmpretrain')
+    vit = MODELS.build(cfg_of('milan/milan_vittiny_toy.py').model.backbone)
+    torch.manual_seed(0)
+    b, n = 64, 64
+    x = torch.randn(b, n, 8)
+    importance = torch.full((b, n), 0.01)
+    attended = torch.stack([torch.randperm(n)[:16] for _ in range(b)])
+    importance.scatter_(1, attended, 1.0)  # 16 patches get 100x the attention
+    x_kept, ids_restore, ids_keep, ids_dump = vit.attention_masking(x, 0.75, importance)
+    assert ids_keep.shape == (b, 16) and ids_dump.shape == (b, 48)
+    assert x_kept.shape == (b, 16, 8)
+    torch.testing.assert_close(x_kept, torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, 8)))
+    for i in range(b):
+        assert sorted(ids_keep[i].tolist() + ids_dump[i].tolist()) == list(range(n))
+    hits = sum(len(set(ids_keep[i].tolist()) & set(attended[i].tolist())) for i in range(b))
+    assert hits / (b * 16) > 0.8  # random masking would give 0.25
+    # end to end: the student keeps N (1 - 0.75) patches of each image
+    images, _ = toy_batch(2)
+    latent, *_ = vit(images, importance=torch.rand(2, 64))
+    assert latent.shape == (2, 1 + 16, 128)

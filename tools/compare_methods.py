@@ -52,6 +52,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/compare_methods')
     parser.add_argument('--out', default=None,
                         help='Markdown table path (default: WORK_DIR/table.md)')
+    parser.add_argument('--reuse', action='store_true',
+                        help='reuse a method\'s result file in WORK_DIR when it was made with '
+                        'the same steps, batch size, seed, probe C and data root')
     parser.add_argument('--single', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--result', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -195,12 +198,17 @@ def run_single(args):
         params_m=sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
         zero_shot_top1=zero_shot, linear_probe_top1=probe,
         step_ms=1000 * sum(times) / len(times), train_s=train_s, peak_mib=peak_mib,
-        memory=memory, final_losses=losses)
+        memory=memory, final_losses=losses, settings=settings_of(args))
     with open(args.result, 'w') as f:
         json.dump(result, f)
 
 
 # ------------------------------------------------------------------ the table (parent)
+def settings_of(args):
+    return dict(iters=args.iters, batch_size=args.batch_size, seed=args.seed,
+                probe_c=args.probe_c, data_root=osp.abspath(args.data_root))
+
+
 def machine_line():
     cpu = platform.processor() or 'unknown CPU'
     flags = ''
@@ -276,6 +284,13 @@ def main(argv=None):
                result_path, '--data-root', args.data_root, '--iters', str(args.iters),
                '--batch-size', str(args.batch_size), '--seed', str(args.seed),
                '--probe-c', str(args.probe_c), '--work-dir', args.work_dir]
+        if args.reuse and osp.isfile(result_path):
+            with open(result_path) as f:
+                previous = json.load(f)
+            if previous.get('settings') == settings_of(args):
+                print(f'[compare_methods] reusing {result_path}', flush=True)
+                results.append(previous)
+                continue
         print(f'[compare_methods] training {path} for {args.iters} steps', flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [REPO_ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
