@@ -570,3 +570,70 @@ def test_milan_sampling_keeps_the_ratio_and_prefers_attended_patches():
     images, _ = toy_batch(2)
     latent, *_ = vit(images, importance=torch.rand(2, 64))
     assert latent.shape == (2, 1 + 16, 128)
+
+
+# --------------------------------------------------------------------------- every config
+BASELINE_DIRS = ('clip', 'mae', 'mae_clip', 'slip', 'two_stage', 'milan')
+
+
+def baseline_configs():
+    import glob
+    paths = []
+    for d in BASELINE_DIRS:
+        paths += sorted(glob.glob(osp.join(ROOT, 'configs', d, '*.py')))
+    paths += sorted(glob.glob(osp.join(ROOT, 'configs', 'rils', 'rils_vitb16_l10m_*.py')))
+    return [osp.relpath(p, osp.join(ROOT, 'configs')) for p in paths]
+
+
+def test_every_method_folder_has_a_toy_and_a_paper_config():
+    names = baseline_configs()
+    for d in BASELINE_DIRS:
+        assert any(n.startswith(d + '/') and n.endswith('_vittiny_toy.py') for n in names), d
+        assert any(n.startswith(d + '/') and '_vitb16_' in n for n in names), d
+
+
+@pytest.mark.parametrize('path', [p for p in baseline_configs() if '_vitb16_' in p])
+def test_paper_scale_configs_build(path, stage1):
+    """ViT-B/16 models are built on the meta device (no memory); a teacher's checkpoint is
+    stood in for by the toy CLIP's after checking the teacher is the CLIP ViT-B/16 encoder."""
+    cfg = cfg_of(path)
+    teacher = cfg.model.get('target_generator')
+    if teacher is not None:
+        clip_backbone = dict(cfg_of('clip/clip_vitb16_l20m.py').model.backbone)
+        for key in ('init_cfg', 'mask_ratio'):  # the teacher loads weights, never masks
+            clip_backbone.pop(key)
+        assert teacher.backbone == clip_backbone
+        assert (teacher.vision_dims, teacher.embed_dims) == (768, 512)
+        cfg.model.target_generator = cfg_of('milan/milan_vittiny_toy.py').model.target_generator
+        cfg.model.target_generator.checkpoint = stage1['clip']
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert type(model).__name__ == cfg.model.type
+    assert model.backbone.patch_embed.projection.weight.shape == (768, 3, 16, 16)
+    if cfg.get('val_dataloader'):
+        assert hasattr(model, 'set_zero_shot_classifier')  # evaluated zero-shot
+
+
+@pytest.mark.slow
+def test_compare_methods_writes_one_table(tmp_path):
+    import subprocess
+    import sys
+    generate_toy_corpus(str(tmp_path / 'toy'), num_train=24, num_val=12, image_size=32, seed=6,
+                        shard_size=24)
+    out = tmp_path / 'table.md'
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'compare_methods.py'),
+           'configs/clip/clip_vittiny_toy.py', 'configs/mae/mae_vittiny_toy.py',
+           '--data-root', str(tmp_path / 'toy'), '--iters', '2', '--batch-size', '8',
+           '--work-dir', str(tmp_path / 'w'), '--out', str(out)]
+    env = dict(__import__('os').environ, PYTHONPATH=ROOT)
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith('| `')]
+    assert len(rows) == 2
+    clip, mae = [[c.strip() for c in r.split('|')[1:-1]] for r in rows]
+    assert clip[1] == 'CLIP' and mae[1] == 'MAE'
+    assert 0 <= float(clip[3]) <= 100 and mae[3] == '—'  # zero-shot only with a text tower
+    assert 0 <= float(clip[4]) <= 100 and 0 <= float(mae[4]) <= 100  # linear probe: all
+    assert float(clip[5]) > 0 and float(mae[6]) > 0
+    assert 'Command: `python tools/compare_methods.py' in out.read_text()
