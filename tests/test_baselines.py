@@ -2,6 +2,7 @@
 what each step computes (CLIP runs no decoder), frozen parts of two-stage methods, and every
 baseline config building and training two iterations on the toy corpus."""
 import math
+import os
 import os.path as osp
 
 import pytest
@@ -626,7 +627,8 @@ def test_compare_methods_writes_one_table(tmp_path):
            'configs/clip/clip_vittiny_toy.py', 'configs/mae/mae_vittiny_toy.py',
            '--data-root', str(tmp_path / 'toy'), '--iters', '2', '--batch-size', '8',
            '--work-dir', str(tmp_path / 'w'), '--out', str(out)]
-    env = dict(__import__('os').environ, PYTHONPATH=ROOT)
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (ROOT, env.get('PYTHONPATH')) if p)
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith('| `')]
@@ -637,3 +639,28 @@ def test_compare_methods_writes_one_table(tmp_path):
     assert 0 <= float(clip[4]) <= 100 and 0 <= float(mae[4]) <= 100  # linear probe: all
     assert float(clip[5]) > 0 and float(mae[6]) > 0
     assert 'Command: `python tools/compare_methods.py' in out.read_text()
+
+
+def test_milan_teacher_can_be_a_local_open_clip_file(tmp_path):
+    """An open_clip (OpenAI layout) ViT state dict on disk feeds mmpretrain's CLIPGenerator:
+    its CLS feature is open_clip's own image embedding, and MILAN trains a step with it."""
+    from open_clip.model import CLIP as OpenCLIP
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+    torch.manual_seed(0)
+    oc = OpenCLIP(64, CLIPVisionCfg(layers=2, width=64, patch_size=8, image_size=64),
+                  CLIPTextCfg(context_length=16, vocab_size=1000, width=64, heads=1, layers=1),
+                  quick_gelu=True).eval()
+    path = tmp_path / 'open_clip_tiny.pt'
+    torch.save(oc.state_dict(), str(path))
+    cfg = cfg_of('milan/milan_vittiny_toy.py').model
+    cfg.target_generator = dict(type='CLIPGenerator', tokenizer_path=str(path))
+    cfg.neck.predict_feature_dim = 64
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg)
+    images, _ = toy_batch(2)
+    feats, attn = model.target_generator(images)
+    with torch.no_grad():
+        torch.testing.assert_close(feats[:, 0], oc.encode_image(images), rtol=1e-4, atol=1e-5)
+    assert attn.shape == (2, 65, 65)
+    loss = model.loss(images, [])['loss']
+    assert math.isfinite(loss.item())
