@@ -75,7 +75,8 @@ FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setu
 LITE_IMPORTS='import rils_mm, mmcv, mmpretrain.models, open_clip, webdataset, sklearn'
 FULL_IMPORTS="$LITE_IMPORTS, mmcv.ops, mmdet.models, mmseg.models, clip_benchmark, pytest"
 if [ "$MODE" = lite ]; then CHECK_IMPORTS="$LITE_IMPORTS"; else CHECK_IMPORTS="$FULL_IMPORTS"; fi
-read -r STAMP_MODE STAMP_FP <"$STAMP" 2>/dev/null || STAMP_MODE='' STAMP_FP=''
+STAMP_MODE='' STAMP_FP=''
+if [ -f "$STAMP" ]; then read -r STAMP_MODE STAMP_FP <"$STAMP" || true; fi
 if [ "$STAMP_FP" = "$FINGERPRINT" ] && { [ "$STAMP_MODE" = full ] || [ "$STAMP_MODE" = "$MODE" ]; } &&
     (cd "$ROOT" && "$PY" -W ignore -c "$CHECK_IMPORTS") >/dev/null 2>&1; then
     say "environment up to date ($STAMP_MODE, $PY)"
