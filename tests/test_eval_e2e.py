@@ -245,3 +245,35 @@ def test_low_shot_tool(toy):
         assert res[k]['accs'] == pytest.approx(accs, abs=1e-6)
         assert res[k]['mean'] == pytest.approx(np.mean(accs))
         assert res[k]['std'] == pytest.approx(np.std(accs))
+
+
+@pytest.mark.slow
+def test_report_tool_writes_the_table_beside_the_paper(toy):
+    """One command: Table 6 protocol on the data that exists (here the toy folder laid
+    out like NWPU-RESISC45), a Markdown row beside the paper's RILS row, average row."""
+    metrics = _run_test_tool(toy['cfg_path'], toy['ckpt'], '--benchmark',
+                             osp.join(ROOT, 'configs/benchmarks/zero_shot/resisc45.py'),
+                             '--data-root', toy['folder'],
+                             '--work-dir', str(toy['root'] / 'wd_resisc'))
+    out = toy['root'] / 'report.md'
+    mod = runpy.run_path(osp.join(ROOT, 'tools', 'eval_report.py'), run_name='x')
+    report = mod['run'](mod['parse_args']([
+        toy['cfg_path'], toy['ckpt'], '--protocols', 'table6', 'table4', '--skip-missing',
+        '--data-root', f'resisc45={toy["folder"]}', '--work-dir', str(toy['root'] / 'wd_rep'),
+        '--out', str(out)]))
+    assert out.read_text() == report
+    lines = report.splitlines()
+    header = next(line for line in lines if line.startswith('|') and '| food101 |' in line)
+    cols = [c.strip() for c in header.strip('|').split('|')]
+    ours = next(line for line in lines if line.startswith('| this checkpoint'))
+    paper_row = next(line for line in lines if line.startswith('| RILS (paper)'))
+    ours = [c.strip() for c in ours.strip('|').split('|')]
+    paper_row = [c.strip() for c in paper_row.strip('|').split('|')]
+    value = f"{metrics['zero-shot/score']:.1f}"
+    assert ours[cols.index('resisc45')] == value
+    assert paper_row[cols.index('resisc45')] == '40.2'
+    # the other 20 sets have no data here: shown as '–' and left out of both averages
+    assert ours.count('–') == 20
+    assert ours[cols.index('Average')] == value
+    assert paper_row[cols.index('Average')] == '40.2'
+    assert 'Low-shot' not in report  # no ImageNet train folder: skipped

@@ -8,7 +8,9 @@ beside the paper's numbers (RILS, CVPR 2023, Tables 4, 6, 7, 8).
 Protocols: ``table6`` (the 21 zero-shot sets), ``table7`` (COCO + Flickr30K
 retrieval), ``table8`` (the 5 OOD sets), ``table4`` (low-shot ImageNet), or any
 benchmark config path / name under configs/benchmarks/ (``zero_shot/cifar10``).
-``--data-root NAME=DIR`` points one benchmark (by file stem) at its data.
+``--data-root NAME=DIR`` points one benchmark (by file stem; ``imagenet_train``,
+``imagenet_val`` for table4) at its data; ``--skip-missing`` leaves out the
+benchmarks whose data folder does not exist (shown as "–", not averaged).
 """
 import argparse
 import json
@@ -24,6 +26,7 @@ from mmengine.config import Config  # noqa: E402
 import rils_mm  # noqa: E402,F401
 from rils_mm.evaluation import paper_results as paper  # noqa: E402
 from rils_mm.evaluation.benchmark_runner import run_benchmark  # noqa: E402
+from rils_mm.evaluation.low_shot import format_mean_std, run_low_shot  # noqa: E402
 
 BENCH_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                      'configs', 'benchmarks')
@@ -57,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', default='work_dirs/eval_report')
     p.add_argument('--out', default=None, help='Markdown file to write')
     p.add_argument('--json', default=None, help='also dump raw metrics')
+    p.add_argument('--skip-missing', action='store_true',
+                   help='leave out (as "–") benchmarks whose data folder is missing')
     p.add_argument('--paper-row', default='RILS',
                    help='paper method to print beside (RILS, CLIP, ...)')
     return p.parse_args(argv)
@@ -104,6 +109,10 @@ def run(args) -> str:
         if stem in metrics:
             return metrics[stem]
         bench = Config.fromfile(path)
+        root = roots.get(stem, bench.test_dataloader.dataset.get('data_root'))
+        if args.skip_missing and root and not osp.exists(root):
+            print(f'[eval_report] skipping {stem}: no {root}')
+            return None
         tic = time.time()
         metrics[stem] = run_benchmark(
             model_cfg, bench, args.checkpoint,
@@ -121,7 +130,7 @@ def run(args) -> str:
             for i, col in enumerate(paper.TABLE6_COLUMNS):
                 m = evaluate(f'zero_shot/{TABLE6_FILES[col]}')
                 cols.append(col)
-                ours.append(m['zero-shot/score'])
+                ours.append(None if m is None else m['zero-shot/score'])
                 theirs.append(paper.TABLE6[args.paper_row][i])
             sections.append(_table('Zero-shot classification (Table 6)',
                                    cols, ours, theirs, args.paper_row))
@@ -130,24 +139,44 @@ def run(args) -> str:
             for i, col in enumerate(paper.TABLE8_COLUMNS):
                 m = evaluate(f'ood/{TABLE8_FILES[col]}')
                 cols.append(col)
-                ours.append(m['zero-shot/score'])
+                ours.append(None if m is None else m['zero-shot/score'])
                 theirs.append(paper.TABLE8[args.paper_row][i])
             sections.append(_table('Zero-shot OOD classification (Table 8)',
                                    cols, ours, theirs, args.paper_row))
         elif proto == 'table7':
             for name, stem in TABLE7_FILES.items():
                 m = evaluate(f'retrieval/{stem}')
+                if m is None:
+                    continue
                 ours = [m[f'retrieval/{c}'] for c in paper.TABLE7_COLUMNS]
                 theirs = paper.TABLE7[name][args.paper_row]
                 sections.append(_table(f'Retrieval on {name} (Table 7)',
                                        paper.TABLE7_COLUMNS, ours, theirs,
                                        args.paper_row, average=False))
         elif proto == 'table4':
-            from tools_low_shot import run_low_shot_protocol  # noqa
-            raise NotImplementedError
+            bench = Config.fromfile(_bench_path('low_shot/imagenet_lowshot'))
+            train_root = roots.get('imagenet_train', bench.train_dataset.data_root)
+            if args.skip_missing and not osp.isdir(train_root):
+                print(f'[eval_report] skipping table4: no {train_root}')
+                continue
+            res = run_low_shot(model_cfg, bench, args.checkpoint, train_root,
+                               roots.get('imagenet_val'))
+            metrics['low_shot'] = {str(k): v for k, v in res.items()}
+            cols = [f'{k} img/class' for k in res]
+            paper_cells = dict(zip(paper.TABLE4_SHOTS, paper.TABLE4[args.paper_row]))
+            lines = ['### Low-shot ImageNet-1K, logistic regression (Table 4)', '',
+                     '| | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|',
+                     '| this checkpoint | ' + ' | '.join(
+                         format_mean_std(r) for r in res.values()) + ' |',
+                     f'| {args.paper_row} (paper) | ' + ' | '.join(
+                         '–' if k not in paper_cells else
+                         f'{paper_cells[k][0]:.1f} ± {paper_cells[k][1]:.2f}'
+                         for k in res) + ' |', '']
+            sections.append('\n'.join(lines))
         else:
             m = evaluate(proto)
-            others.append((proto, m))
+            if m is not None:
+                others.append((proto, m))
     for proto, m in others:
         keys = [k for k in m if k != 'seconds']
         sections.append(_table(f'{proto}', keys, [m[k] for k in keys],

@@ -6,7 +6,10 @@ from typing import Dict, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ['sample_k_per_class', 'low_shot_logistic_regression', 'format_mean_std']
+__all__ = [
+    'sample_k_per_class', 'low_shot_logistic_regression', 'format_mean_std',
+    'extract_features', 'run_low_shot'
+]
 
 
 def sample_k_per_class(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -126,3 +129,49 @@ def extract_features(model, dataset, indices=None, batch_size: int = 64,
         labels.extend(int(ds.gt_label) for ds in data['data_samples'])
     return (torch.cat(feats).cpu().numpy().astype(np.float32),
             np.asarray(labels))
+
+
+def run_low_shot(model_cfg, bench, checkpoint: str,
+                 train_root=None, test_root=None, shots=None, seeds=None,
+                 C=None, logger=print) -> dict:
+    """Low-shot protocol of a benchmark config (``configs/benchmarks/
+    low_shot/``) on ``checkpoint`` of the model in ``model_cfg``: encodes
+    only the sampled train images and the test split, then fits
+    (:func:`low_shot_logistic_regression`). Returns
+    ``{k: dict(mean, std, accs, seconds)}``."""
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import DATASETS, MODELS
+
+    from .benchmark_runner import _fit_pipeline, model_image_size
+    model = MODELS.build(model_cfg.model)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=False,
+                    logger='current')
+    model.eval()
+    shots = tuple(shots or bench.shots)
+    seeds = tuple(seeds if seeds is not None else bench.seeds)
+    size = model_image_size(model_cfg)
+    datasets = {}
+    for which, root in (('train', train_root), ('test', test_root)):
+        cfg = bench[f'{which}_dataset'].copy()
+        if root:
+            cfg['data_root'] = root
+        _fit_pipeline(cfg['pipeline'], size, 77)
+        datasets[which] = DATASETS.build(cfg)
+    labels = datasets['train'].get_labels()
+    per_seed = {(k, s): sample_k_per_class(labels, k, s)
+                for k in shots for s in seeds}
+    union = np.unique(np.concatenate(list(per_seed.values())))
+    tic = time.time()
+    train_x, train_y = extract_features(model, datasets['train'], union,
+                                        bench.get('batch_size', 64))
+    test_x, test_y = extract_features(model, datasets['test'], None,
+                                      bench.get('batch_size', 64))
+    logger(f'encoded {len(union)} train and {len(test_y)} test images in '
+           f'{time.time() - tic:.1f} s')
+    # features of the whole train split are only needed at the sampled rows
+    full_x = np.zeros((len(labels), train_x.shape[1]), np.float32)
+    full_x[union] = train_x
+    return low_shot_logistic_regression(
+        full_x, labels, test_x, test_y, shots=shots, seeds=seeds,
+        C=C if C is not None else bench.get('C', 1.0),
+        max_iter=bench.get('max_iter', 1000), logger=logger)
