@@ -254,3 +254,37 @@ def test_karpathy_retrieval_json(tmp_path):
     with pytest.raises(ValueError, match='4 captions, expected 5'):
         DATASETS.build(dict(type='KarpathyRetrievalDataset', data_root=str(tmp_path),
                             ann_file='dataset_coco.json'))
+
+
+def test_benchmark_configs_cover_tables_6_7_8_with_their_metrics():
+    import glob
+
+    from mmengine.config import Config
+    from mmpretrain.registry import METRICS
+
+    from rils_mm.evaluation.paper_results import TABLE6_COLUMNS
+    root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'benchmarks')
+    zero_shot = {osp.basename(p)[:-3]: Config.fromfile(p)
+                 for p in glob.glob(osp.join(root, 'zero_shot', '*.py'))}
+    assert sorted(zero_shot) == sorted(TABLE6_COLUMNS) == sorted(TABLE6_DATASETS)
+    for name, cfg in zero_shot.items():
+        key, metric = TABLE6_DATASETS[name]
+        assert cfg.benchmark_type == 'zero_shot'
+        assert cfg.test_dataloader.dataset.key == key
+        assert DATASETS.get(cfg.test_dataloader.dataset.type) is not None
+        assert cfg.test_evaluator.type == 'ZeroShotAccuracy'
+        assert cfg.test_evaluator.main_metric == metric
+        assert METRICS.get(cfg.test_evaluator.type) is not None
+        assert cfg.test_dataloader.dataset.pipeline[0].interpolation == 'bicubic'
+    ood = sorted(osp.basename(p)[:-3] for p in glob.glob(osp.join(root, 'ood', '*.py')))
+    assert ood == ['imagenet_a', 'imagenet_r', 'imagenet_sketch', 'imagenetv2', 'objectnet']
+    for name in ood:
+        cfg = Config.fromfile(osp.join(root, 'ood', name + '.py'))
+        assert cfg.test_evaluator.main_metric == 'top1'
+    assert Config.fromfile(osp.join(root, 'ood', 'imagenet_a.py')).test_dataloader.dataset \
+        .wnid_subset == 'imagenet-a'
+    for name in ('coco_karpathy_5k', 'flickr30k_karpathy_1k'):
+        cfg = Config.fromfile(osp.join(root, 'retrieval', name + '.py'))
+        assert cfg.benchmark_type == 'retrieval'
+        assert cfg.test_dataloader.dataset.num_captions == 5
+        assert cfg.test_evaluator.topk == (1, 5, 10)
