@@ -221,3 +221,56 @@ def test_backbone_only_checkpoint_loads_too(tmp_path):
     for name, value in vit.state_dict().items():
         assert torch.equal(value, bare[name]), name
     assert isinstance(vit, RILSViT)
+
+
+def test_layer_decay_constructor_reads_depths_from_the_backbone():
+    """lr of block i = lr * 0.7 ** (L + 1 - (i + 1)); embeddings 0.7 ** (L + 1); heads lr;
+    no weight decay on 1-d parameters or positions (ViTDet's recipe)."""
+    from mmengine.optim import build_optim_wrapper
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = dense_vit()
+            self.head = torch.nn.Linear(32, 4)
+
+    model = Detector()
+    wrapper = build_optim_wrapper(model, dict(
+        constructor='mmpretrain.BackboneLayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(layer_decay_rate=0.7, flat_decay_mult=0.0,
+                           custom_keys={'pos_embed': dict(decay_mult=0.0)}),
+        optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1)))
+    groups = {g['param_name']: g for g in wrapper.optimizer.param_groups}
+    L = 4
+    assert groups['backbone.patch_embed.projection.weight']['lr'] == pytest.approx(
+        1e-4 * 0.7**(L + 1))
+    for i in range(L):
+        g = groups[f'backbone.layers.{i}.attn.qkv.weight']
+        assert g['lr'] == pytest.approx(1e-4 * 0.7**(L - i)) and g['weight_decay'] == 0.1
+        assert groups[f'backbone.layers.{i}.attn.rel_pos_h']['lr'] == g['lr']
+    assert groups['head.weight']['lr'] == 1e-4 and groups['head.weight']['weight_decay'] == 0.1
+    for name in ('backbone.pos_embed', 'backbone.layers.0.ln1.weight', 'head.bias',
+                 'backbone.layers.0.attn.qkv.q_bias'):
+        assert groups[name]['weight_decay'] == 0, name
+    assert 'backbone.cls_token' not in groups  # frozen in the dense backbone
+    with pytest.raises(TypeError, match='backbone.get_layer_depth'):
+        build_optim_wrapper(torch.nn.Linear(2, 2), dict(
+            constructor='mmpretrain.BackboneLayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=0.7),
+            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1)))
+
+
+def test_simple_fpn_makes_strides_4_to_64_from_the_stride_16_map():
+    from mmpretrain.registry import MODELS as M
+    fpn = M.build(dict(type='SimpleFPN', backbone_channel=32, in_channels=[8, 16, 32, 32],
+                       out_channels=24, num_outs=5))
+    x = torch.randn(2, 32, 8, 12)  # a 128x192 image at stride 16
+    outs = fpn((x, ))
+    assert [tuple(o.shape) for o in outs] == [(2, 24, 32, 48), (2, 24, 16, 24),
+                                              (2, 24, 8, 12), (2, 24, 4, 6), (2, 24, 2, 3)]
+    # LayerNorm over channels after each conv (ViTDet): per-position channel stats
+    y = fpn.lateral_convs[2](x)
+    torch.testing.assert_close(y.mean(1), torch.zeros(2, 8, 12), atol=1e-5, rtol=0)
+    assert type(fpn.fpn_convs[0][1]).__name__ == 'LayerNorm2d'
+    # stride 64 is a stride-2 subsampling of stride 32
+    assert torch.equal(outs[4], outs[3][:, :, ::2, ::2])

@@ -7,7 +7,8 @@ fresh subprocess; the figure is the process's peak resident memory (``ru_maxrss`
 minus the resident memory just before the forward (model and input built), on CPU,
 fp32, batch 1.
 
-    python tools/analysis/backbone_memory.py --size 1024 --grad
+    python tools/analysis/backbone_memory.py --size 1024            # ViT-B, inference
+    python tools/analysis/backbone_memory.py --size 1024 --grad --depth 1   # one block
 """
 import argparse
 import json
@@ -29,11 +30,16 @@ def _child(args) -> dict:
 
     import rils_mm  # noqa: F401
     torch.manual_seed(0)
-    cfg = dict(type='RILSViT', arch=args.arch, img_size=args.size, patch_size=16,
+    arch = args.arch
+    if args.depth:  # the first `depth` blocks of ViT-B (per-block figures)
+        arch = dict(embed_dims=768, num_layers=args.depth, num_heads=12,
+                    feedforward_channels=3072)
+    cfg = dict(type='RILSViT', arch=arch, img_size=args.size, patch_size=16,
                final_norm=False, out_type='featmap', out_indices=(-1, ),
                use_rel_pos=True)
     if args.windows:
-        cfg.update(window_size=14, global_attn_indexes=(2, 5, 8, 11))
+        cfg.update(window_size=14, global_attn_indexes=[
+            i for i in (2, 5, 8, 11) if not args.depth or i < args.depth])
     model = MODELS.build(cfg)
     model.init_weights()
     model.train(args.grad)
@@ -46,7 +52,7 @@ def _child(args) -> dict:
             out.float().mean().backward()
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
-    return dict(windows=args.windows, grad=args.grad, size=args.size,
+    return dict(windows=args.windows, grad=args.grad, size=args.size, depth=args.depth,
                 out_shape=list(out.shape), peak_mib=round(peak - base, 1),
                 seconds=round(seconds, 2), threads=torch.get_num_threads())
 
@@ -55,6 +61,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--size', type=int, default=1024)
     p.add_argument('--arch', default='b')
+    p.add_argument('--depth', type=int, default=0,
+                   help='only the first DEPTH ViT-B blocks (default: the whole --arch)')
     p.add_argument('--grad', action='store_true',
                    help='training-mode forward + backward (activations kept)')
     p.add_argument('--windows', type=int, choices=(0, 1), default=None,
@@ -66,15 +74,18 @@ def main():
     rows = []
     for windows in (1, 0):
         cmd = [sys.executable, __file__, '--size', str(args.size), '--arch', args.arch,
-               '--windows', str(windows)] + (['--grad'] if args.grad else [])
+               '--depth', str(args.depth), '--windows', str(windows)] + (['--grad'] if args.grad else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    print('| attention | input | mode | peak memory (MiB) | time (s) |')
-    print('|---|---|---|---|---|')
+    print('| attention | blocks | input | mode | peak memory (MiB) | time (s) |')
+    print('|---|---|---|---|---|---|')
     for r in rows:
         att = '14x14 windows + 4 global' if r['windows'] else 'global in all blocks'
         mode = 'forward+backward' if r['grad'] else 'forward (no grad)'
-        print(f'| {att} | {r["size"]}x{r["size"]} | {mode} | {r["peak_mib"]} | '
+        blocks = r['depth'] or args.arch
+        if r['depth'] and r['depth'] < 3:
+            att = '14x14 windows' if r['windows'] else 'global'
+        print(f'| {att} | {blocks} | {r["size"]}x{r["size"]} | {mode} | {r["peak_mib"]} | '
               f'{r["seconds"]} |')
 
 
