@@ -74,7 +74,8 @@ def main():
     rows = []
     for windows in (1, 0):
         cmd = [sys.executable, __file__, '--size', str(args.size), '--arch', args.arch,
-               '--depth', str(args.depth), '--windows', str(windows)] + (['--grad'] if args.grad else [])
+               '--depth', str(args.depth), '--windows', str(windows)]
+        cmd += ['--grad'] if args.grad else []
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print('| attention | blocks | input | mode | peak memory (MiB) | time (s) |')
