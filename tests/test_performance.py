@@ -215,10 +215,10 @@ def test_autocast_wrapper_falls_back_to_fp32_without_native_bf16(
 
 
 # ------------------------------------------------------------------ decoding
-def _jpeg(w, h, seed=0, exif_orientation=None, fmt='JPEG'):
+def _jpeg(w, h, seed=0, exif_orientation=None, fmt='JPEG', mode='RGB'):
     rng = np.random.default_rng(seed)
     coarse = (rng.random((h // 32, w // 32, 3)) * 255).astype(np.uint8)
-    img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
+    img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC).convert(mode)
     buff = io.BytesIO()
     kwargs = dict(quality=90) if fmt == 'JPEG' else {}
     if exif_orientation:
@@ -255,9 +255,11 @@ def test_draft_decoding_crops_the_same_box_at_lower_cost():
     assert np.array_equal(plain['img'], ref)
 
 
-def test_small_png_and_rotated_jpegs_take_the_plain_path():
-    for data in (_jpeg(300, 260), _jpeg(800, 600, fmt='PNG'),
-                 _jpeg(1024, 768, exif_orientation=6)):
+def test_full_scale_fast_path_and_plain_path_give_identical_pixels():
+    # small RGB and grey JPEGs: cv2 decodes at full scale, same libjpeg as PIL;
+    # PNG, CMYK and EXIF-rotated JPEGs take the plain PIL path
+    for data in (_jpeg(300, 260), _jpeg(400, 300, mode='L'), _jpeg(800, 600, fmt='PNG'),
+                 _jpeg(1024, 768, mode='CMYK'), _jpeg(1024, 768, exif_orientation=6)):
         fast, plain = _crop(data, True), _crop(data, False)
         assert fast['decode_reduction'] == 1
         assert np.array_equal(fast['img'], plain['img'])

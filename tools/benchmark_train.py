@@ -264,10 +264,9 @@ class OursRunner:
     def part_flops(self):
         """{part: (forward FLOPs, forward+backward FLOPs)} of the batch."""
         m = self.model
-        if not all(hasattr(m, a) for a in ('backbone', 'neck', 'text_encoder',
-                                           'head')) or not hasattr(
-                                               m.backbone, 'forward_intact'):
-            return None  # not a RILS-like model: whole step only
+        if not (hasattr(m, 'text_encoder')
+                and hasattr(getattr(m, 'backbone', None), 'forward_intact')):
+            return None  # not an image-text model of this project
         leaf = lambda t: t.detach().requires_grad_()  # noqa: E731
         cache = {}
 
@@ -294,8 +293,14 @@ class OursRunner:
                               leaf(cache['h']), cache['mask'])
             return sum(v for k, v in out.items() if 'loss' in k)
 
-        parts = {name: count_flops(fn, m) for name, fn in zip(
-            PARTS, (intact, masked, decoder, text, losses))}
+        if getattr(m, 'neck', None) is not None:  # RILS-like: all five parts
+            return {name: count_flops(fn, m) for name, fn in zip(
+                PARTS, (intact, masked, decoder, text, losses))}
+        # no masked view / decoder (e.g. CLIP): the losses are the rest
+        parts = {'intact view': count_flops(intact, m), 'text': count_flops(text, m)}
+        whole = count_flops(self.loss, m)
+        parts['losses'] = tuple(w - sum(p[i] for p in parts.values())
+                                for i, w in enumerate(whole))
         return parts
 
 

@@ -6,20 +6,25 @@ crop box depends only on the image size, which PIL reads from the header
 without decoding. :class:`DecodeRandomResizedCrop` therefore draws the box
 first (with mmpretrain's own ``RandomResizedCrop`` sampler, so the boxes
 follow exactly the same distribution and use the same random numbers), then
-asks libjpeg for the smallest DCT scale (1, 1/2, 1/4 or 1/8) at which the box
-is still at least ``scale`` pixels on both sides (``Image.draft``), and
-finally crops and resizes that much smaller image. Non-JPEG images (and
-JPEGs whose EXIF orientation rotates them) take the plain path: full decode
-like :func:`~rils_mm.datasets.transforms.decode_image_bgr`, then the crop.
+has libjpeg decode at the smallest DCT scale (1, 1/2, 1/4 or 1/8) at which the
+box is still at least ``scale`` pixels on both sides (JPEG draft mode, here
+through ``cv2.imdecode(IMREAD_REDUCED_COLOR_*)``, which also decodes straight
+into BGR without PIL's extra full-size copies), and finally crops and resizes
+that much smaller image. Non-JPEG images, JPEGs in other colour modes than
+RGB/L and JPEGs whose EXIF orientation rotates them take the plain path:
+full decode with :func:`~rils_mm.datasets.transforms.decode_image_bgr`, then
+the crop.
 
-The output differs from "decode everything, then crop and resize" only in
-how pixels are averaged when shrinking (libjpeg's DCT scaling instead of
-skipping pixels in a bilinear resize); ``tools/benchmark_decode.py``
-measures the speed and the difference (PSNR) on LAION-like JPEGs.
+At full scale the output is identical to "decode with PIL, then mmpretrain's
+``RandomResizedCrop``" (same libjpeg, same box; tested). At a reduced scale it
+differs only in how pixels are averaged when shrinking (libjpeg's DCT scaling
+instead of a bilinear resize that skips pixels); ``tools/benchmark_decode.py``
+measures the speed and that difference (PSNR) on LAION-like JPEGs.
 """
 import io
 from typing import Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.datasets.transforms import RandomResizedCrop
@@ -31,6 +36,13 @@ from .transforms import decode_image_bgr
 __all__ = ['DecodeRandomResizedCrop', 'draft_scale', 'psnr']
 
 _EXIF_ORIENTATION = 0x0112
+# JPEG colour modes whose libjpeg decode cv2 returns exactly like PIL's
+# ``convert('RGB')`` (CMYK and the like take the plain path).
+_FAST_MODES = ('RGB', 'L')
+# cv2 decodes straight to BGR, at 1/1, 1/2, 1/4 or 1/8 of the size (libjpeg
+# DCT scaling).
+_CV2_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+              4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def draft_scale(box_w: float, box_h: float, size: Tuple[int, int]) -> int:
@@ -92,12 +104,27 @@ class DecodeRandomResizedCrop(BaseTransform):
         data = self._read(results)
         out_h, out_w = self.rrc.scale  # mmpretrain's scale is (h, w)
         with io.BytesIO(data) as buff:
-            img = Image.open(buff)
+            img = Image.open(buff)  # reads the header only
             fast = (self.draft and img.format == 'JPEG'
+                    and img.mode in _FAST_MODES
                     and img.getexif().get(_EXIF_ORIENTATION, 1) == 1)
-            if fast:
-                crop, reduction, shape = self._draft_crop(img, out_w, out_h)
-        if not fast:
+            W, H = img.size
+        if fast:
+            # The sampler only reads the shape: hand it a zero-size stand-in.
+            top, left, h, w = self.rrc.rand_crop_params(
+                np.broadcast_to(np.zeros((), np.uint8), (H, W, 3)))
+            reduction = draft_scale(w, h, (out_w, out_h))
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_FLAGS[reduction])
+            if bgr is None or bgr.ndim != 3:
+                fast = False
+        if fast:
+            sy, sx = bgr.shape[0] / H, bgr.shape[1] / W
+            y0, x0 = int(top * sy), int(left * sx)
+            y1 = max(y0 + 1, int(round((top + h) * sy)))
+            x1 = max(x0 + 1, int(round((left + w) * sx)))
+            crop = self._resize(bgr[y0:y1, x0:x1], out_w, out_h)
+            shape = (H, W)
+        else:
             full = decode_image_bgr(data)
             shape = full.shape[:2]
             top, left, h, w = self.rrc.rand_crop_params(full)
@@ -108,23 +135,6 @@ class DecodeRandomResizedCrop(BaseTransform):
         results['ori_shape'] = shape
         results['decode_reduction'] = reduction
         return results
-
-    def _draft_crop(self, img: Image.Image, out_w: int, out_h: int):
-        W, H = img.size
-        # The sampler only reads the shape: hand it a zero-size stand-in.
-        top, left, h, w = self.rrc.rand_crop_params(
-            np.broadcast_to(np.zeros((), np.uint8), (H, W, 3)))
-        reduction = draft_scale(w, h, (out_w, out_h))
-        if reduction > 1:
-            img.draft('RGB', (-(-W // reduction), -(-H // reduction)))
-        img = img.convert('RGB')
-        sx, sy = img.size[0] / W, img.size[1] / H
-        x0, y0 = int(left * sx), int(top * sy)
-        x1 = max(x0 + 1, int(round((left + w) * sx)))
-        y1 = max(y0 + 1, int(round((top + h) * sy)))
-        rgb = np.asarray(img.crop((x0, y0, x1, y1)))
-        crop = self._resize(np.ascontiguousarray(rgb[:, :, ::-1]), out_w, out_h)
-        return crop, W // img.size[0] if img.size[0] else 1, (H, W)
 
     def _resize(self, crop: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
         import mmcv
