@@ -1,3 +1,4 @@
+from .benchmarks import KarpathyRetrievalDataset, TokenizeCaptions, ZeroShotBenchmarkDataset
 from .draft_decode import DecodeRandomResizedCrop
 from .image_text import ImageTextDataset
 from .transforms import PackImageTextInputs, TokenizeText
@@ -6,5 +7,6 @@ from .zero_shot import ZeroShotClsDataset
 
 __all__ = [
     'ImageTextDataset', 'WebImageTextDataset', 'ZeroShotClsDataset', 'TokenizeText',
-    'PackImageTextInputs', 'DecodeRandomResizedCrop'
+    'PackImageTextInputs', 'ZeroShotBenchmarkDataset', 'KarpathyRetrievalDataset',
+    'TokenizeCaptions', 'DecodeRandomResizedCrop'
 ]
