@@ -1,4 +1,12 @@
 from .hooks import *  # noqa: F401,F403
-from .optim_wrapper import AutocastOptimWrapper
+from .optim_wrapper import (
+                            AutocastOptimWrapper,
+                            FiniteStepAmpOptimWrapper,
+                            FiniteStepOptimWrapper,
+                            NonFiniteStepError,
+)
 
-__all__ = ['AutocastOptimWrapper']
+__all__ = [
+    'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
+    'NonFiniteStepError'
+]
