@@ -274,3 +274,21 @@ def test_simple_fpn_makes_strides_4_to_64_from_the_stride_16_map():
     assert type(fpn.fpn_convs[0][1]).__name__ == 'LayerNorm2d'
     # stride 64 is a stride-2 subsampling of stride 32
     assert torch.equal(outs[4], outs[3][:, :, ::2, ::2])
+
+
+def test_a_mae_checkpoint_with_fused_qkv_bias_loads_into_q_and_v_bias(tmp_path):
+    """mmpretrain's MAEViT has one qkv bias; its q and v thirds become q_bias / v_bias."""
+    torch.manual_seed(0)
+    mae = MODELS.build(dict(type='MAEViT', arch=ARCH, img_size=32, patch_size=8))
+    with torch.no_grad():
+        for p in mae.parameters():
+            p.add_(torch.randn_like(p))
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in mae.state_dict().items()}},
+               tmp_path / 'mae.pth')
+    vit = MODELS.build(dict(type='RILSViT', arch=ARCH, img_size=32, patch_size=8, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'mae.pth'), prefix='backbone.')))
+    vit.init_weights()
+    for i, layer in enumerate(vit.layers):
+        q, _, v = mae.layers[i].attn.qkv.bias.chunk(3)
+        assert torch.equal(layer.attn.qkv.q_bias, q) and torch.equal(layer.attn.qkv.v_bias, v)
+        assert torch.equal(layer.attn.qkv.weight, mae.layers[i].attn.qkv.weight)

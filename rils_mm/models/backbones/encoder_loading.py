@@ -89,7 +89,12 @@ def load_encoder_checkpoint(model: nn.Module,
         encoder = dict(state)
 
     expected = model.state_dict()
-    missing = [k for k in expected if k not in encoder]
+    # a fused ``qkv.bias`` (MAEViT, timm) fills ``q_bias`` / ``v_bias`` of
+    # QVBiasLinear (its load hook drops the k third, which cancels in the softmax)
+    fused = {k for k in encoder if k.endswith('.qkv.bias') and k not in expected
+             and k[:-len('bias')] + 'q_bias' in expected}
+    provided = set(encoder) | {k[:-len('bias')] + b for k in fused for b in ('q_bias', 'v_bias')}
+    missing = [k for k in expected if k not in provided]
     added = [k for k in missing if k.endswith(ADDED_BY_DENSE_BACKBONE)]
     absent = [k for k in missing if k not in added]
     if absent:
@@ -98,7 +103,7 @@ def load_encoder_checkpoint(model: nn.Module,
             f'missing from the checkpoint: {absent[:8]}{" ..." if len(absent) > 8 else ""}'
             f' (expected a RILS pre-training checkpoint with "{prefix}"-prefixed encoder '
             f'keys, or a backbone-only one with the same architecture)')
-    unused = sorted(k for k in encoder if k not in expected)
+    unused = sorted(k for k in encoder if k not in expected and k not in fused)
     resized: List[str] = []
     for k, v in encoder.items():
         if k in expected and tuple(v.shape) != tuple(expected[k].shape):
@@ -107,14 +112,16 @@ def load_encoder_checkpoint(model: nn.Module,
                 continue
             raise ValueError(f'{checkpoint}: "{prefix}{k}" has shape {tuple(v.shape)}, '
                              f'the model expects {tuple(expected[k].shape)}')
-    to_load = {k: v for k, v in encoder.items() if k in expected}
+    to_load = {k: v for k, v in encoder.items() if k in expected or k in fused}
     # mmpretrain's VisionTransformer pre-hook resizes pos_embed in to_load
     model.load_state_dict(to_load, strict=False)
 
-    loaded = sorted(to_load)
+    loaded = sorted(k for k in expected if k in provided)
     lines = [f'Loaded encoder of {checkpoint} into {type(model).__name__}:',
              f'  loaded: {len(loaded)} tensors'
              + (f' (resized: {", ".join(resized)})' if resized else '')]
+    if fused:
+        lines.append(f'  {len(fused)} fused qkv.bias split into q_bias / v_bias (k bias dropped)')
     if added:
         lines.append(f'  not in the checkpoint, left initialised (added by the dense '
                      f'backbone): {len(added)} tensors, e.g. {added[0]}')

@@ -8,6 +8,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
+from ..utils.activation_checkpoint import run_blocks
 from .encoder_loading import load_encoder_checkpoint
 from .window_attention import WindowRelPosAttention
 
@@ -30,6 +31,18 @@ class QVBiasLinear(nn.Linear):
         bias = torch.cat(
             (self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         return F.linear(x, self.weight, bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Also load a plain ``qkv.bias`` (mmpretrain's ``MAEViT``, timm): its
+        q and v thirds become ``q_bias`` / ``v_bias``; the k third is dropped,
+        which changes nothing since a key bias adds the same value to every
+        logit of a query and cancels in the softmax. This lets a MAE
+        checkpoint initialise ``RILSViT`` (two-stage baselines)."""
+        bias = state_dict.pop(prefix + 'bias', None)
+        if bias is not None and prefix + 'q_bias' not in state_dict:
+            q, _, v = bias.chunk(3)
+            state_dict[prefix + 'q_bias'], state_dict[prefix + 'v_bias'] = q, v
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _pretrained_cfg(init_cfg) -> Optional[dict]:
@@ -68,6 +81,10 @@ class RILSViT(MAEViT):
 
     Args:
         qv_bias (bool): bias on q and v but not k. Defaults to True.
+        with_cp (bool | int): activation checkpointing in the pretraining
+            views (:meth:`forward_intact`, ``forward(x, mask=True)``) of all
+            (True) or of the first ``n`` blocks; identical gradients, less
+            memory, ~1/3 more encoder FLOPs. Defaults to False.
         window_size (int): window side in tokens; 0 (default) = global
             attention everywhere.
         global_attn_indexes (Sequence[int]): blocks that keep global attention
@@ -80,6 +97,7 @@ class RILSViT(MAEViT):
     def __init__(self,
                  *args,
                  qv_bias: bool = True,
+                 with_cp: Union[bool, int] = False,
                  window_size: int = 0,
                  global_attn_indexes: Sequence[int] = (),
                  use_rel_pos: bool = False,
@@ -87,6 +105,7 @@ class RILSViT(MAEViT):
         if isinstance(kwargs.get('out_indices'), tuple):  # mmpretrain edits it in place
             kwargs['out_indices'] = list(kwargs['out_indices'])
         super().__init__(*args, **kwargs)
+        self.with_cp = with_cp
         self.window_size = window_size
         self.global_attn_indexes = tuple(
             i % self.num_layers for i in global_attn_indexes)
@@ -225,6 +244,5 @@ class RILSViT(MAEViT):
     def _run_layers(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
-        for layer in self.layers:
-            x = layer(x)
+        x = run_blocks(self.layers, x, self.with_cp)
         return self.ln1(x) if self.final_norm else x
