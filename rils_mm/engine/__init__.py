@@ -5,8 +5,9 @@ from .optim_wrapper import (
                             FiniteStepOptimWrapper,
                             NonFiniteStepError,
 )
+from .optimizers import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
-    'NonFiniteStepError'
+    'NonFiniteStepError', 'BackboneLayerDecayOptimWrapperConstructor'
 ]
