@@ -99,8 +99,8 @@ class WebImageTextDataset(IterableDataset):
     loading transform), bad samples are skipped and counted, shards are split
     by rank and data-loader worker, and every rank yields ``num_samples //
     world_size`` samples an epoch. Shard order, splitting, epoch length,
-    shuffling, resampling and the mmengine config it needs are described in
-    ``docs/webdataset.md``.
+    shuffling, resampling and the mmengine config it needs are described in the
+    README section "How ``WebImageTextDataset`` reads shards".
 
     Args:
         urls (str | Sequence[str]): Shards: a brace pattern such as

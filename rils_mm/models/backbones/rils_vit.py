@@ -27,6 +27,18 @@ class QVBiasLinear(nn.Linear):
             (self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         return F.linear(x, self.weight, bias)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Also load a plain ``qkv.bias`` (mmpretrain's ``MAEViT``, timm): its
+        q and v thirds become ``q_bias`` / ``v_bias``; the k third is dropped,
+        which changes nothing since a key bias adds the same value to every
+        logit of a query and cancels in the softmax. This lets a MAE
+        checkpoint initialise ``RILSViT`` (two-stage baselines)."""
+        bias = state_dict.pop(prefix + 'bias', None)
+        if bias is not None and prefix + 'q_bias' not in state_dict:
+            q, _, v = bias.chunk(3)
+            state_dict[prefix + 'q_bias'], state_dict[prefix + 'v_bias'] = q, v
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 def _loads_pretrained(init_cfg) -> bool:
     cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]

@@ -39,6 +39,11 @@ class RILSHead(ImageTextContrastiveHead):
         self.recon_loss = MODELS.build(recon_loss)
         self.text_grad_in_recon = text_grad_in_recon
 
+    def recon_prototypes(self, all_text: torch.Tensor) -> torch.Tensor:
+        """The prototypes of Eq. 8: the global batch's text embeddings ``z^T``
+        (the Table 10 ablation replaces them, :class:`VisionSpaceReconHead`)."""
+        return all_text
+
     def loss(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
              text_feats: torch.Tensor,
              mask: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -67,7 +72,8 @@ class RILSHead(ImageTextContrastiveHead):
         aligned = aligned_image_mask(z_image, all_text)  # the set C
         losses['loss_recon'], losses['recon_ce'] = self.recon_loss(
             self.image_projection(pred_tokens),
-            self.image_projection(patch_tokens), all_text, mask, aligned,
+            self.image_projection(patch_tokens),
+            self.recon_prototypes(all_text), mask, aligned,
             return_cross_entropy=True)
         losses['aligned_ratio'] = all_reduce_sum(aligned.sum().float()) / (
             aligned.numel() * get_world_size())

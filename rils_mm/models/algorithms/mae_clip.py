@@ -1,0 +1,103 @@
+"""MAE+CLIP: pixel reconstruction and image-text contrast, summed (Fig. 2, Table 10)."""
+from typing import Dict, List, Optional
+
+import torch
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from .zero_shot import ZeroShotClassifierMixin, clip_data_preprocessor
+
+
+@MODELS.register_module()
+class MAECLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
+    """The naive combination of MAE and CLIP the paper compares RILS with.
+
+    One step (Fig. 2, "MAE+CLIP"; Table 10, "raw pixel space"):
+
+    1. V-Enc encodes the intact image ``f`` (Eq. 1) and the masked view.
+    2. The decoder (the ``neck``, RILS' 1-block decoder with a pixel output)
+       predicts the pixels of every patch from the masked view.
+    3. L-Enc encodes the caption ``h`` (Eq. 2).
+    4. ``L = L_contra + w_pix * L_pix``: the contrastive loss of the intact
+       view (Eqs. 4-6, ``head``) plus MAE's loss on the masked patches,
+       ``L_pix = mean_{i, k in M} ||pred_i^k - norm(x_i^k)||^2 / (p^2 * 3)``
+       with per-patch normalised pixels (``pixel_head``, mmpretrain's
+       ``MAEPretrainHead``).
+
+    Everything else (encoder, masking, decoder size, text encoder, data) is
+    RILS', so MAE+CLIP and RILS differ only in the reconstruction space.
+
+    Args:
+        backbone (dict): ``RILSViT``.
+        neck (dict): the pixel decoder (``RILSDecoder`` or
+            ``MAEPretrainDecoder`` with ``predict_feature_dim = p * p * 3``).
+        head (dict): ``ImageTextContrastiveHead``.
+        pixel_head (dict): ``MAEPretrainHead`` (``norm_pix=True``).
+        text_encoder (dict): ``CLIPTextEncoder``.
+        pixel_loss_weight (float): ``w_pix``. Defaults to 1.0 (a plain sum).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 pixel_head: dict,
+                 text_encoder: dict,
+                 pixel_loss_weight: float = 1.0,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = clip_data_preprocessor()
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.pixel_head = MODELS.build(pixel_head)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.pixel_loss_weight = pixel_loss_weight
+        self.register_buffer('zero_shot_weights', None, persistent=False)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings ``z^I`` (B, D), Eq. 4."""
+        return self.head.embed_image(self.backbone.forward_intact(images)[:, 1:])
+
+    def encode_text(self, text_tokens: torch.Tensor) -> torch.Tensor:
+        """Normalised text embeddings ``z^T`` (B, D), Eq. 4."""
+        return self.head.embed_text(self.text_encoder(text_tokens))
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Losses of one batch: images (B, 3, H, W) and captions tokenised in
+        ``data_samples[i].text_tokens``."""
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        tokens = torch.stack([ds.text_tokens for ds in data_samples])
+        return self.forward_train(inputs, tokens, **kwargs)
+
+    def forward_train(
+            self,
+            images: torch.Tensor,
+            text_tokens: torch.Tensor,
+            mask_noise: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """``L_contra`` (intact view) and ``w_pix * L_pix`` (masked view)."""
+        f = self.backbone.forward_intact(images)[:, 1:]  # (B, N, C), Eq. 1
+        latent, mask, ids_restore = self.backbone(images, mask=True, noise=mask_noise)
+        pred = self.neck(latent, ids_restore)  # (B, N, p * p * 3) pixels
+        h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
+        losses = self.head.loss(f, h)
+        losses['loss_pixel'] = self.pixel_loss_weight * self.pixel_head.loss(
+            pred, images, mask)
+        return losses
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """``tensor``: backbone features; ``loss``: the summed losses;
+        ``predict``: zero-shot classification."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
