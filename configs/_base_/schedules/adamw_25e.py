@@ -5,7 +5,7 @@
 # embeddings and the projections theta, phi included (the sin-cos position tables are fixed).
 # In mmengine's terms: biases, norm layers and 1-d parameters (flat), plus the 0-d logit scale.
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='FiniteStepAmpOptimWrapper',  # AmpOptimWrapper that skips non-finite steps
     loss_scale='dynamic',
     optimizer=dict(
         type='AdamW', lr=5e-4, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8),
