@@ -1,4 +1,5 @@
 from .hooks import *  # noqa: F401,F403
+from .loops import ResumableEpochBasedTrainLoop, ResumableSampler
 from .optim_wrapper import (
                             AutocastOptimWrapper,
                             FiniteStepAmpOptimWrapper,
@@ -8,5 +9,5 @@ from .optim_wrapper import (
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
-    'NonFiniteStepError'
+    'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler'
 ]
