@@ -6,8 +6,10 @@ from .optim_wrapper import (
                             FiniteStepOptimWrapper,
                             NonFiniteStepError,
 )
+from .optimizers import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
-    'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler'
+    'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
+    'BackboneLayerDecayOptimWrapperConstructor'
 ]
