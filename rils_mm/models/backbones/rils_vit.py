@@ -63,16 +63,25 @@ class RILSViT(MAEViT):
 
     Args:
         qv_bias (bool): bias on q and v but not k. Defaults to True.
+        frozen_stages (int): as mmpretrain's ``VisionTransformer`` (which
+            ``MAEViT`` does not pass on): stop the gradient of the patch
+            embedding, CLS token and the first ``frozen_stages`` blocks (and
+            the final norms when all are frozen), e.g. for linear probing.
+            Defaults to -1 (nothing frozen).
         Others: see :class:`mmpretrain.models.MAEViT`.
     """
 
-    def __init__(self, *args, qv_bias: bool = True, **kwargs) -> None:
+    def __init__(self, *args, qv_bias: bool = True, frozen_stages: int = -1,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if qv_bias:
             for layer in self.layers:
                 qkv = layer.attn.qkv
                 layer.attn.qkv = QVBiasLinear(qkv.in_features,
                                               qkv.out_features)
+        self.frozen_stages = frozen_stages
+        if frozen_stages > 0:
+            self._freeze_stages()
 
     def init_weights(self) -> None:
         """MAE initialisation, unless the weights come from a checkpoint.
