@@ -22,7 +22,7 @@ def cfg_of(name):
 def test_headline_config_is_section_3_3():
     cfg = cfg_of('rils_vitb16_l20m.py')
     opt = cfg.optim_wrapper
-    assert opt.type == 'AmpOptimWrapper'  # AMP
+    assert opt.type == 'FiniteStepAmpOptimWrapper'  # AMP, non-finite steps skipped
     assert opt.optimizer == dict(type='AdamW', lr=5e-4, weight_decay=0.5, betas=(0.9, 0.98),
                                  eps=1e-8)
     assert cfg.train_dataloader.batch_size == 128  # x 32 GPUs = 4096

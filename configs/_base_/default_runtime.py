@@ -5,7 +5,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # Atomic writes (tmp + fsync + rename, pointer after, pruning after); mid-epoch
+    # checkpoints every `interval_iters` iterations (2000: about 30 min of the paper run).
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, interval_iters=2000,
+                    max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
@@ -13,6 +16,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='LogitScaleClampHook'),  # heads with a learnable temperature (CLIP, RILS, ...)
     dict(type='RNGStateHook'),  # exact resume: python / numpy / torch generator states
+    dict(type='NonFiniteStepHook'),  # logs skipped NaN/inf steps with their loss terms
     dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=200),
     dict(type='WebDatasetEpochHook'),  # forwards the epoch to iterable data sets
     dict(type='ZeroShotClassifierHook'),  # text-tower models on zero-shot eval sets

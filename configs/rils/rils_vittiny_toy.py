@@ -9,7 +9,7 @@ _base_ = [
 max_epochs = 10
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='FiniteStepOptimWrapper',  # fp32; skips non-finite steps
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-8),
     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 param_scheduler = [

@@ -2,7 +2,7 @@
 # per-iteration linear warm-up for 1 epoch from 1e-6, cosine to 1e-5; 25 epochs; AMP.
 # No weight decay on biases, norms, 1-d parameters, embeddings and tokens.
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='FiniteStepAmpOptimWrapper',  # AmpOptimWrapper that skips non-finite steps
     loss_scale='dynamic',
     optimizer=dict(
         type='AdamW', lr=5e-4, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8),
