@@ -5,33 +5,69 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
 
-
-@pytest.mark.slow
-def test_benchmark_reports_step_time_memory_params_and_flops(tmp_path):
-    cfg = tmp_path / 'tiny.py'
-    cfg.write_text(
-        "_base_ = '%s'\n"
+TINY = ("_base_ = '%s'\n"
         "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=2,\n"
         "             num_heads=4, feedforward_channels=128), img_size=32),\n"
         "             neck=dict(num_patches=16, embed_dim=64),\n"
-        "             text_encoder=dict(width=64, layers=2),\n"
-        "             head=dict(vision_dims=64, text_dims=64, embed_dims=32))\n"
-        % osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py'))
+        "             text_encoder=dict(width=64, layers=2, context_length=77),\n"
+        "             head=dict(vision_dims=64, text_dims=64, embed_dims=32))\n")
+
+
+def _gflops_rows(block):
+    return {m.group(1).strip(): (float(m.group(2)), float(m.group(3))) for m in re.finditer(
+        r'^  ([a-z ]+?)\s+([\d.]+)\s+([\d.]+)$', block, re.M)}
+
+
+@pytest.mark.slow
+def test_benchmark_compares_two_settings_with_parts_ratios_and_memory(tmp_path):
+    cfg = tmp_path / 'tiny.py'
+    cfg.write_text(TINY % osp.join(ROOT, 'configs', '_base_', 'models', 'rils_vittiny.py'))
     run = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'benchmark_train.py'), str(cfg),
-         '--batch-size', '4', '--iters', '1', '--warmup', '1', '--device', 'cpu'],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+         '--compare', str(cfg), '--compare-cfg-options',
+         'model.text_encoder.truncate_to_longest=False', '--batch-size', '4',
+         '--iters', '1', '--warmup', '1', '--device', 'cpu'],
+        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r'^(fp32|bf16)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+x([\d.]+) speed$', out, re.M)}
-    assert set(rows) == {'fp32', 'bf16'}
-    assert all(float(v) > 0 for r in rows.values() for v in r)
-    assert rows['fp32'][3] == '1.00'
-    params = re.search(r'backbone ([\d.]+), neck ([\d.]+), text_encoder ([\d.]+)', out)
-    assert params and 0.05 < float(params.group(1)) < 0.2  # 2 blocks x 64 wide
-    flops = float(re.search(r'forward GFLOPs per image.*: ([\d.]+)', out).group(1))
-    assert 0 < flops < 1
+    assert re.search(r'^CPU: .*flags: .*native bf16: (yes|no)', out, re.M)
+    assert float(re.search(r'matmul peak \(fp32.*: ([\d.]+) GFLOP/s', out).group(1)) > 0
+    blocks = out.split('\n== ')[1:]
+    assert len(blocks) == 2
+    parts = [_gflops_rows(b) for b in blocks]
+    for rows in parts:
+        assert {'intact view', 'masked view', 'decoder', 'text', 'losses', 'sum of parts',
+                'whole step'} <= set(rows)
+        assert all(both > fwd > 0 for name, (fwd, both) in rows.items() if name != 'losses')
+        # the parts, counted one by one, add up to the whole step
+        assert rows['sum of parts'][1] == pytest.approx(rows['whole step'][1], rel=0.02)
+    # same encoder, fewer text FLOPs when the batch is cut to its longest caption
+    assert parts[0]['intact view'] == parts[1]['intact view']
+    assert parts[0]['text'][0] < 0.8 * parts[1]['text'][0]
+    for block in blocks:
+        assert re.search(r'step [\d.]+ s .* [\d.]+ img/s, [\d.]+ GFLOP/s achieved = \d+% '
+                         r'of the matmul peak', block)
+        assert int(re.search(r'peak memory (\d+) MiB', block).group(1)) > 100
+    ratios = re.findall(r'^(.+?)\s+([\d.]+)x\s+([\d.]+)x\s+([\d.]+)x\s+([\d.]+)x$',
+                        out.split('ratios vs')[1], re.M)
+    assert len(ratios) == 2 and ratios[0][1:] == ('1.00', '1.00', '1.00', '1.00')
+    assert float(ratios[1][4]) > 1  # uncut text: more FLOPs
+
+
+def test_laion_like_caption_lengths_are_short_with_a_tail():
+    from benchmark_train import caption_lengths, synthetic_batch
+    eot = caption_lengths(10000)
+    assert eot.min() >= 2 and eot.max() == 76  # SOT + >= 1 token; truncated at the context
+    assert 12 <= eot.float().median() <= 16
+    assert 0.001 < (eot == 76).float().mean() < 0.02
+    _, tokens, _ = synthetic_batch(6, 32, 77, 16)
+    eot = tokens.argmax(-1)
+    assert torch.all(tokens[torch.arange(6), eot] == 49407)
+    pos = torch.arange(77)
+    assert torch.all(tokens[pos[None] > eot[:, None]] == 0)
+    assert torch.all(tokens[:, 0] == 49406)

@@ -41,19 +41,21 @@ def test_counts_logged_and_recorded():
     hook.after_train_epoch(runner)
     msg = runner.logger.info.call_args[0][0]
     assert msg.startswith(
-        'data: 12 samples used, 3 skipped (20.0%) this epoch; examples: ')
-    # The most recent reasons are shown.
-    assert '/d/x2_0.jpg' in msg and '/d/x2_1.jpg' in msg
-    assert '/d/x1_0.jpg' not in msg
+        'data: 12 distinct samples used, 3 skipped, 0 repeats (20.0% bad) this epoch; '
+        'skipped by kind: corrupt image 3; examples: ')
+    # The first reasons are shown.
+    assert '/d/x0_0.jpg' in msg and '/d/x2_0.jpg' in msg
+    assert '/d/x2_1.jpg' not in msg
     assert runner.message_hub.get_info('train/data_used') == 12
     assert runner.message_hub.get_info('train/data_skipped') == 3
     assert runner.message_hub.get_info('train/data_skip_ratio') == 0.2
+    assert runner.message_hub.get_info('train/data_skipped_by_kind') == {'corrupt image': 3}
     # A new epoch starts from zero.
     hook.before_train_epoch(runner)
     hook.after_train_iter(runner, 0, make_batch([0, 0]))
     hook.after_train_epoch(runner)
     assert runner.logger.info.call_args[0][0] == (
-        'data: 2 samples used, 0 skipped (0.0%) this epoch')
+        'data: 2 distinct samples used, 0 skipped, 0 repeats (0.0% bad) this epoch')
 
 
 def test_raises_within_epoch_once_min_samples_seen():
@@ -66,9 +68,9 @@ def test_raises_within_epoch_once_min_samples_seen():
     with pytest.raises(RuntimeError) as e:
         hook.after_train_iter(runner, 1, make_batch([2] * 8))
     msg = str(e.value)
-    assert '32 of 48 training samples (66.7%)' in msg
+    assert '32 of 48 distinct training samples (66.7%)' in msg
     assert 'epoch 2' in msg and 'max_skip_ratio=50%' in msg
-    assert 'corrupt image: /d/x7_1.jpg' in msg
+    assert 'First bad samples' in msg and 'corrupt image: /d/x0_0.jpg' in msg
     runner.logger.info.assert_not_called()  # raised before the epoch ended
 
 
@@ -117,5 +119,59 @@ def test_counts_from_real_dataset(tmp_path):
     hook.after_train_iter(runner, 0, batch)
     hook.after_train_epoch(runner)
     msg = runner.logger.info.call_args[0][0]
-    assert msg.startswith('data: 4 samples used, 2 skipped (33.3%)')
+    # Rows 1 and 3 fail; rows 2 and 0 stand in for them and are repeats, not
+    # distinct samples: 2 used, 2 skipped = 50 % of the 4 distinct samples.
+    assert msg.startswith('data: 2 distinct samples used, 2 skipped, 2 repeats (50.0% bad)')
     assert 'bad.jpg' in msg and 'missing image' in msg and 'gone.jpg' in msg
+
+
+def _image_set(tmp_path, num_good, num_bad, extra_rows=''):
+    buf = io.BytesIO()
+    Image.new('RGB', (8, 8), (1, 2, 3)).save(buf, format='JPEG')
+    (tmp_path / 'good.jpg').write_bytes(buf.getvalue())
+    (tmp_path / 'bad.jpg').write_bytes(b'not an image')
+    rows = [f'good.jpg,good {i}' for i in range(num_good)]
+    rows += [f'bad.jpg,bad {i}' for i in range(num_bad)]
+    (tmp_path / 'ann.csv').write_text('filepath,caption\n' + '\n'.join(rows) + '\n'
+                                      + extra_rows)
+    return ImageTextDataset(
+        str(tmp_path / 'ann.csv'),
+        pipeline=[dict(type='LoadImageFromFile'), dict(type='TokenizeText'),
+                  dict(type='PackImageTextInputs')])
+
+
+def test_ratio_over_distinct_samples_fires_on_mostly_corrupt_csv(tmp_path):
+    # 90 % of the images are corrupt: every one is replaced by a good one, but
+    # the ratio must be bad / distinct = 18 / 20, not 18 / (20 + 18).
+    ds = _image_set(tmp_path, num_good=2, num_bad=18)
+    hook = DataSkipCounterHook(max_skip_ratio=0.5, min_samples=20, check_interval=1)
+    runner = make_runner('skip_hook_ninety')
+    runner.train_loop.dataloader.dataset = ds
+    hook.before_train_epoch(runner)
+    with pytest.raises(RuntimeError) as e:
+        for start in range(0, 20, 4):
+            hook.after_train_iter(runner, start // 4,
+                                  pseudo_collate([ds[i] for i in range(start, start + 4)]))
+    assert '18 of 20 distinct training samples (90.0%)' in str(e.value)
+    assert 'bad.jpg' in str(e.value)
+    # Counted over the whole epoch: exactly 18 of 20.
+    used, repeats, skipped, _, _ = DataSkipCounterHook._count(
+        pseudo_collate([ds[i] for i in range(20)]))
+    assert (used, repeats, skipped) == (2, 18, 18)
+
+
+def test_rows_dropped_at_load_time_are_in_the_epoch_line(tmp_path):
+    ds = _image_set(tmp_path, num_good=6, num_bad=0, extra_rows='good.jpg,\n,no image\n')
+    assert ds.num_invalid_rows == 2
+    hook = DataSkipCounterHook(min_samples=1000)
+    runner = make_runner('skip_hook_dropped')
+    runner.train_loop.dataloader.dataset = ds
+    hook.before_train_epoch(runner)
+    hook.after_train_iter(runner, 0, pseudo_collate([ds[i] for i in range(len(ds))]))
+    hook.after_train_epoch(runner)
+    msg = runner.logger.info.call_args[0][0]
+    assert msg.startswith('data: 6 distinct samples used, 0 skipped, 2 rows dropped at load '
+                          'time, 0 repeats (25.0% bad) this epoch')
+    assert 'empty caption 1' in msg and 'missing image path 1' in msg
+    assert 'ann.csv:8: empty caption' in msg
+    assert runner.message_hub.get_info('train/data_dropped_rows') == 2

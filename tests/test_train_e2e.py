@@ -143,7 +143,13 @@ def test_corrupt_samples_are_skipped_counted_and_training_continues(tmp_path):
     assert runner.epoch == 2
     info = runner.message_hub.runtime_info
     assert info['train/data_skipped'] == 3  # each broken image exactly once per epoch
-    assert info['train/data_used'] == 95
+    # 95 rows loaded, 3 of them broken: 92 distinct samples used, 3 stand-ins
+    # (repeats), and the blank caption dropped at load time.
+    assert info['train/data_used'] == 92
+    assert info['train/data_repeats'] == 3
+    assert info['train/data_dropped_rows'] == 1
+    assert info['train/data_skipped_by_kind'] == {'corrupt image': 2, 'missing image': 1,
+                                                  'empty caption': 1}
     shutil.rmtree(root)
 
 

@@ -220,10 +220,14 @@ def test_broken_members_are_skipped_and_counted(tmp_path):
     reasons = meta['skip_reasons']
     expected = [('corrupt image', 'b1'), ('corrupt image', 'b2'),
                 ('missing image', 'b3'), ('missing caption', 'b4'),
-                ('bad caption', 'b5'), ('bad caption', 'b6')]
+                ('empty caption', 'b5'), ('not UTF-8', 'b6')]
     for reason, (kind, key) in zip(reasons, expected):
         assert reason.startswith(f'{kind}: {url}#{key}'), reason
     assert reasons[1].endswith('(cannot identify image file)')  # no reprs
+    assert reasons[5].endswith('(byte 0xff at offset 0)')
+    assert meta['skip_kinds'] == {'corrupt image': 2, 'missing image': 1, 'missing caption': 1,
+                                  'empty caption': 1, 'not UTF-8': 1}
+    assert not meta['is_repeat']
 
 
 def test_mostly_broken_stream_raises(tmp_path):

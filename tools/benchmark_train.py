@@ -1,136 +1,625 @@
-"""Measure a training step of a config: step time, images/s, peak memory, parameters and
-forward FLOPs per image, in fp32 and under bf16 (or fp16) autocast, on CPU or GPU.
+"""Measure a training step: time, images/s, peak memory, FLOPs by part, achieved FLOP/s.
 
+    # one config
     python tools/benchmark_train.py configs/rils/rils_vitb16_l20m.py --batch-size 8
+    # two configs (or two settings) alternately in one process, with ratios
+    python tools/benchmark_train.py CONFIG_A --compare CONFIG_B
+    # beside the official hustvl/RILS code (kept outside this repository; needs timm)
+    python tools/benchmark_train.py configs/rils/rils_vitb16_l20m.py --official /path/to/RILS
 
-Each precision runs in a fresh subprocess so that the peak-memory figures (max RSS on
-CPU, max allocated on CUDA) belong to it alone. Synthetic inputs; no data needed.
+What a step is: forward of the loss, ``backward()`` and one AdamW step, on
+synthetic images and captions (``--captions laion``: token counts drawn from a
+LAION-like distribution, see :func:`caption_lengths`; ``full``: every caption
+77 tokens long). Timed steps of the runners alternate (A B A B ...), so slow
+and fast phases of a shared machine hit both alike; every comparison is a
+ratio of medians measured in that one process.
+
+Peak memory is measured separately for each runner in a fresh subprocess that
+builds the runner and runs ``--warmup`` + 1 steps: on CPU the process's
+maximum resident set (``ru_maxrss``, includes weights, gradients and the
+AdamW state), on CUDA ``max_memory_allocated``.
+
+FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
+(matmuls, convolutions and attention; the CPU flash-attention kernels are
+registered here because torch does not count them), per image, forward and
+forward + backward. For a RILS model the parts are the intact view, the
+masked view, the decoder, the text tower and the losses, each counted on its
+own with its inputs detached (the sum is checked against the whole step).
+Achieved FLOP/s = step FLOPs / step time, against a matmul "peak" measured on
+this machine with the same dtype and threads (a 1024^3 ``torch.mm``).
+Every report starts with the CPU model, its SIMD/bf16 flags and the threads.
 """
 import argparse
 import json
+import math
+import os
 import os.path as osp
 import resource
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PARTS = ('intact view', 'masked view', 'decoder', 'text', 'losses')
 
 
-def parse_args():
+def parse_args(argv=None):
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Benchmark a training step')
     parser.add_argument('config')
+    parser.add_argument('--compare', metavar='CONFIG2',
+                        help='second config, timed alternately with the first')
+    parser.add_argument('--official', metavar='PATH',
+                        help='folder of the official RILS code (models.py, '
+                        'losses.py, ...); timm must be importable')
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--iters', type=int, default=5, help='timed steps')
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if any)')
-    parser.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'],
+    parser.add_argument('--iters', type=int, default=3,
+                        help='timed steps per runner (alternating)')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--precision', default='fp32',
                         choices=['fp32', 'bf16', 'fp16'])
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    parser.add_argument('--single', default=None, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    parser.add_argument('--captions', default='laion', choices=['laion', 'full'],
+                        help='synthetic caption lengths (see caption_lengths)')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda (default: cuda if available)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch default)')
+    parser.add_argument('--fused-adamw', action='store_true',
+                        help='AdamW(fused=True) (CUDA; also CPU on torch>=2.4)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile our model(s) before timing')
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the peak-memory subprocesses')
+    parser.add_argument('--no-flops', action='store_true',
+                        help='skip FLOP counting')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to our config(s)')
+    parser.add_argument('--compare-cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to --compare only (default: '
+                        'those of --cfg-options)')
+    parser.add_argument('--memory-curve', type=int, nargs='+', metavar='B',
+                        help='only measure peak memory, at these batch sizes '
+                        '(one fresh process per runner and batch size)')
+    parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--memory-of', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
 
-def run_one(args, precision):
-    """One precision, in this process; returns a dict of measurements."""
+# --------------------------------------------------------------------- machine
+def register_cpu_attention_flops():
+    """Teach FlopCounterMode the CPU flash-attention kernels that
+    ``scaled_dot_product_attention`` dispatches to (uncounted by torch)."""
     import torch
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils import flop_counter as fc
+    aten = torch.ops.aten
+    if not hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
+        return
+    if aten._scaled_dot_product_flash_attention_for_cpu in fc.flop_registry:
+        return
 
-    import rils_mm  # noqa: F401
-    from rils_mm.testing import fake_batch
+    @fc.register_flop_formula(
+        aten._scaled_dot_product_flash_attention_for_cpu, get_raw=True)
+    def _fwd(query, key, value, *args, out_val=None, **kwargs):
+        return fc.sdpa_flop_count(query.shape, key.shape, value.shape)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    cfg = Config.fromfile(args.config)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.to(device).train()
-    bb = cfg.model.backbone
-    img_size, patch = bb.get('img_size', 224), bb.get('patch_size', 16)
-    ctx = cfg.model.text_encoder.get('context_length', 77)
-    images, tokens, noise = fake_batch(args.batch_size, img_size, ctx,
-                                       num_patches=(img_size // patch)**2)
-    images, tokens, noise = images.to(device), tokens.to(device), noise.to(device)
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
-    scaler = torch.amp.GradScaler(device) if precision == 'fp16' else None
+    @fc.register_flop_formula(
+        aten._scaled_dot_product_flash_attention_for_cpu_backward, get_raw=True)
+    def _bwd(grad_out, query, key, value, *args, out_val=None, **kwargs):
+        return fc.sdpa_backward_flop_count(grad_out.shape, query.shape,
+                                           key.shape, value.shape)
 
-    def step():
-        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-            losses = model.forward_train(images, tokens, mask_noise=noise)
-            loss = losses['loss_contrastive'] + losses['loss_recon']
-        optim.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optim)
-            scaler.update()
+
+def autocast_dtype(precision):
+    import torch
+    return {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+
+
+def matmul_peak(device, precision, n=1024, seconds=1.0):
+    """GFLOP/s of a square ``n``-matmul in the step's dtype, best of 3."""
+    import torch
+    dtype = autocast_dtype(precision) or torch.float32
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = 0.
+    for _ in range(3):
+        a @ b
+        sync(device)
+        t, k = time.perf_counter(), 0
+        while time.perf_counter() - t < seconds / 3 or k == 0:
+            a @ b
+            k += 1
+        sync(device)
+        best = max(best, 2 * n**3 * k / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def sync(device):
+    import torch
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def device_summary(device):
+    import torch
+
+    from rils_mm.utils.cpu import cpu_summary
+    line = f'CPU: {cpu_summary()}'
+    if str(device).startswith('cuda'):
+        line += f'\nGPU: {torch.cuda.get_device_name()}'
+    return line
+
+
+# --------------------------------------------------------------------- inputs
+def caption_lengths(batch_size, context_length=77, seed=0):
+    """Token positions of the end-of-text token for ``batch_size`` synthetic
+    LAION-like captions.
+
+    An assumption, not a measurement (no LAION captions are on this machine):
+    LAION alt-texts are short (median ~10 words); the number of CLIP BPE tokens
+    between start and end of text is modelled as log-normal with median 13 and
+    sigma 0.65 (mean ~16, 99th percentile ~59), rounded, at least 1, and
+    truncated at the context like ``TokenizeText`` (EOT in the last position).
+    """
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch_size, generator=g)
+    n = torch.exp(math.log(13.) + 0.65 * z).round().long().clamp(min=1)
+    return (n + 1).clamp(max=context_length - 1)  # SOT + n tokens, EOT index
+
+
+def synthetic_batch(batch_size, img_size, context_length, num_patches,
+                    captions='laion', seed=0, vocab_size=49408):
+    """Images (B,3,H,W), CLIP-style token ids (B,L) and masking noise (B,N)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, img_size, img_size, generator=g)
+    if captions == 'full':
+        eot = torch.full((batch_size, ), context_length - 1)
+    else:
+        eot = caption_lengths(batch_size, context_length, seed)
+    tokens = torch.randint(1, vocab_size - 2, (batch_size, context_length),
+                           generator=g)
+    tokens[:, 0] = vocab_size - 2
+    pos = torch.arange(context_length)
+    tokens[pos[None] > eot[:, None]] = 0
+    tokens[torch.arange(batch_size), eot] = vocab_size - 1
+    noise = torch.rand(batch_size, num_patches, generator=g)
+    return images, tokens, noise
+
+
+# --------------------------------------------------------------------- runners
+class OursRunner:
+    """One training step of a config of this project."""
+
+    def __init__(self, config, args, cfg_options=None, label=None):
+        import torch
+        from mmengine.config import Config
+        from mmpretrain.registry import MODELS
+        from mmpretrain.structures import DataSample
+
+        import rils_mm  # noqa: F401
+
+        self.label = label or osp.splitext(osp.basename(config))[0]
+        self.device = args.device
+        cfg = Config.fromfile(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        self.cfg = cfg
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        self.model = model.to(self.device).train()
+        bb = cfg.model.backbone
+        img_size, patch = bb.get('img_size', 224), bb.get('patch_size', 16)
+        ctx = cfg.model.text_encoder.get('context_length', 77)
+        images, tokens, noise = synthetic_batch(
+            args.batch_size, img_size, ctx, (img_size // patch)**2,
+            args.captions)
+        self.images = images.to(self.device)
+        self.tokens = tokens.to(self.device)
+        self.noise = noise.to(self.device)
+        self.samples = []
+        for t in self.tokens:
+            sample = DataSample()
+            sample.set_field(t, 'text_tokens', dtype=torch.Tensor)
+            self.samples.append(sample)
+        self.optim = torch.optim.AdamW(
+            self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
+        self.dtype = autocast_dtype(args.precision)
+        self.scaler = (torch.amp.GradScaler(self.device)
+                       if args.precision == 'fp16' else None)
+        self.forward = self.model
+        if args.compile:
+            self.forward = torch.compile(self.model)
+
+    def params_m(self):
+        return {name: sum(p.numel() for p in mod.parameters()) / 1e6
+                for name, mod in self.model.named_children()
+                if name != 'data_preprocessor'}
+
+    def loss(self):
+        losses = self.forward(self.images, self.samples, mode='loss')
+        return sum(v for k, v in losses.items() if 'loss' in k)
+
+    def step(self):
+        import torch
+        with torch.autocast(self.device, dtype=self.dtype,
+                            enabled=self.dtype is not None):
+            loss = self.loss()
+        self.optim.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
         else:
             loss.backward()
-            optim.step()
+            self.optim.step()
+        head = getattr(self.model, 'head', None)
+        if hasattr(head, 'clamp_logit_scale'):  # LogitScaleClampHook's work
+            head.clamp_logit_scale()
 
-    def sync():
-        if device.startswith('cuda'):
-            torch.cuda.synchronize()
+    def part_flops(self):
+        """{part: (forward FLOPs, forward+backward FLOPs)} of the batch."""
+        m = self.model
+        if not (hasattr(m, 'text_encoder')
+                and hasattr(getattr(m, 'backbone', None), 'forward_intact')):
+            return None  # not an image-text model of this project
+        leaf = lambda t: t.detach().requires_grad_()  # noqa: E731
+        cache = {}
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.forward_train(images, tokens, mask_noise=noise)
-    flops = counter.get_total_flops() / args.batch_size
-    for _ in range(args.warmup):
-        step()
-    sync()
-    if device.startswith('cuda'):
+        def intact():
+            cache['f'] = m.backbone.forward_intact(self.images)[:, 1:]
+            return cache['f']
+
+        def masked():
+            latent, mask, ids = m.backbone(self.images, mask=True,
+                                           noise=self.noise)
+            cache.update(latent=latent, mask=mask, ids=ids)
+            return latent
+
+        def decoder():
+            cache['g'] = m.neck(leaf(cache['latent']), cache['ids'])
+            return cache['g']
+
+        def text():
+            cache['h'] = m.text_encoder(self.tokens)
+            return cache['h']
+
+        def losses():
+            out = m.head.loss(leaf(cache['f']), leaf(cache['g']),
+                              leaf(cache['h']), cache['mask'])
+            return sum(v for k, v in out.items() if 'loss' in k)
+
+        if getattr(m, 'neck', None) is not None:  # RILS-like: all five parts
+            return {name: count_flops(fn, m) for name, fn in zip(
+                PARTS, (intact, masked, decoder, text, losses))}
+        # no masked view / decoder (e.g. CLIP): the losses are the rest
+        parts = {'intact view': count_flops(intact, m), 'text': count_flops(text, m)}
+        whole = count_flops(self.loss, m)
+        parts['losses'] = tuple(w - sum(p[i] for p in parts.values())
+                                for i, w in enumerate(whole))
+        return parts
+
+
+class OfficialRunner:
+    """The official hustvl/RILS ``RILS_VITB16`` + ``RILSLoss`` + AdamW step."""
+
+    def __init__(self, path, args):
+        import torch
+        path = osp.abspath(path)
+        for name in ('models.py', 'losses.py', 'models_rils.py', 'utils.py',
+                     'pos_embed.py', 'vision_transformer.py'):
+            if not osp.isfile(osp.join(path, name)):
+                raise FileNotFoundError(
+                    f'--official {path}: {name} not found; expected the '
+                    'official RILS code (models.py, models_rils.py, losses.py, '
+                    'utils.py, pos_embed.py, vision_transformer.py)')
+        sys.path.insert(0, path)
+        try:
+            import losses as official_losses
+            import models as official_models
+        except ImportError as e:
+            raise ImportError(f'--official {path}: importing the official code '
+                              f'failed ({e}); it needs timm on PYTHONPATH') from e
+        finally:
+            sys.path.remove(path)
+        self.label = 'official RILS_VITB16'
+        self.device = args.device
+        self.model = official_models.RILS_VITB16().to(self.device).train()
+        self.criterion = official_losses.RILSLoss()
+        images, tokens, _ = synthetic_batch(args.batch_size, 224, 77, 196,
+                                            args.captions)
+        self.images, self.tokens = images.to(self.device), tokens.to(self.device)
+        self.optim = torch.optim.AdamW(
+            self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
+        self.dtype = autocast_dtype(args.precision)
+        self.scaler = (torch.amp.GradScaler(self.device)
+                       if args.precision == 'fp16' else None)
+
+    def params_m(self):
+        m = self.model
+        vis = sum(p.numel() for p in m.visual.parameters())
+        return {'visual (enc+dec)': vis / 1e6,
+                'text+proj': (sum(p.numel() for p in m.parameters()) - vis) / 1e6}
+
+    def loss(self):
+        return self.criterion(self.model(self.images, self.tokens))['loss']
+
+    step = OursRunner.step
+
+    def part_flops(self):
+        """The same five parts as :meth:`OursRunner.part_flops`, following
+        the official ``RILS.forward`` / ``MaskedAutoencoderViT.forward``."""
+        m, vis = self.model, self.model.visual
+        leaf = lambda t: t.detach().requires_grad_()  # noqa: E731
+        cache = {}
+
+        def intact():
+            cache['full'], _, _ = vis.forward_encoder(self.images, 0)
+            return cache['full']
+
+        def masked():
+            latent, mask, ids = vis.forward_encoder(self.images, m.mask_ratio)
+            cache.update(latent=latent, mask=mask, ids=ids)
+            return latent
+
+        def decoder():
+            cache['pred'] = vis.forward_decoder(leaf(cache['latent']), cache['ids'])
+            return cache['pred']
+
+        def text():
+            cache['text'] = m.encode_text(self.tokens)
+            return cache['text']
+
+        def losses():
+            full, pred = leaf(cache['full']), leaf(cache['pred'])
+            outputs = {
+                'image_embed': full[:, 1:].mean(1) @ m.image_projection,
+                'text_embed': leaf(cache['text']),
+                'logit_scale': m.logit_scale.exp(),
+                'masked_feat': leaf(cache['latent']) @ m.image_projection,
+                'masked_pred': pred @ m.image_projection,
+                'unmasked_feat': full @ m.image_projection,
+                'mask': cache['mask'].clone()}
+            return self.criterion(outputs)['loss']
+
+        return {name: count_flops(fn, m) for name, fn in zip(
+            PARTS, (intact, masked, decoder, text, losses))}
+
+
+def count_flops(fn, model):
+    """(forward, forward+backward) FLOPs of ``fn()`` (a tensor; backward from
+    ones, or from the scalar)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+        fwd = counter.get_total_flops()
+        out.backward(torch.ones_like(out))
+    model.zero_grad(set_to_none=True)
+    return fwd, counter.get_total_flops()
+
+
+def whole_step_flops(runner):
+    return count_flops(runner.loss, runner.model)
+
+
+def build_runner(spec, args):
+    kind, value = spec
+    if kind == 'official':
+        return OfficialRunner(value, args)
+    config, options, label = value
+    return OursRunner(config, args, options, label)
+
+
+def runner_specs(args):
+    """[('ours'|'official', ...)] in the order they are timed."""
+    specs = [('ours', (args.config, args.cfg_options, None))]
+    if args.compare:
+        label = None
+        if osp.abspath(args.compare) == osp.abspath(args.config):
+            label = osp.splitext(osp.basename(args.compare))[0] + ' (B)'
+        specs.append(('ours', (args.compare, args.compare_cfg_options
+                               if args.compare_cfg_options is not None
+                               else args.cfg_options, label)))
+    if args.official:
+        specs.append(('official', args.official))
+    return specs
+
+
+# --------------------------------------------------------------------- memory
+def measure_memory(spec, args):
+    """Peak memory (MiB) of building one runner and running warmup+1 steps,
+    in this process (call it in a fresh one)."""
+    import torch
+    runner = build_runner(spec, args)
+    if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.iters):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    if device.startswith('cuda'):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        peak_kind = 'CUDA max allocated'
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_kind = 'process max RSS'
-    step_time = statistics.median(times)
-    return dict(
-        precision=precision, device=device,
-        device_name=(torch.cuda.get_device_name() if device.startswith('cuda')
-                     else f'CPU x{torch.get_num_threads()} threads'),
-        batch_size=args.batch_size, step_time_s=step_time,
-        images_per_s=args.batch_size / step_time, peak_mem_mib=peak, peak_kind=peak_kind,
-        params_m={name: sum(p.numel() for p in getattr(model, name).parameters()) / 1e6
-                  for name in ('backbone', 'neck', 'text_encoder', 'head')},
-        fwd_gflops_per_image=flops / 1e9)
+    rss_built = _current_rss_mib()
+    for _ in range(args.warmup + 1):
+        runner.step()
+    sync(args.device)
+    if args.device.startswith('cuda'):
+        return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20,
+                    kind='CUDA max allocated')
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(peak_mib=peak, after_build_mib=rss_built,
+                kind='process max RSS')
 
 
-def main():
-    args = parse_args()
-    if args.single:
-        print(json.dumps(run_one(args, args.single)))
+def _current_rss_mib():
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+    except OSError:
+        return float('nan')
+
+
+def memory_in_subprocess(index, argv):
+    cmd = [sys.executable, osp.abspath(__file__), *argv, '--memory-of', str(index)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f'memory run {index} failed:\n{run.stderr[-3000:]}')
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------- main
+def setup(args):
+    import logging
+
+    import torch
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine').setLevel(logging.WARNING)  # no init tables
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if args.device == 'cpu' and args.precision == 'bf16':
+        from rils_mm.utils.cpu import cpu_has_native_bf16
+        if not cpu_has_native_bf16():
+            warnings.warn('this CPU has no native bf16 (no AVX512-BF16/AMX): '
+                          'bf16 autocast is emulated and far slower than fp32; '
+                          'bf16 timings taken here say nothing about bf16 '
+                          'hardware', stacklevel=2)
+    if args.fused_adamw and args.device == 'cpu':
+        print('note: fused AdamW on CPU (torch >= 2.4); on CUDA it is the '
+              'recommended setting')
+    register_cpu_attention_flops()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    setup(args)
+    specs = runner_specs(args)
+    if args.memory_of is not None:
+        print(json.dumps(measure_memory(specs[int(args.memory_of)], args)))
         return
+
+    if args.memory_curve:
+        memory_curve(specs, args, argv)
+        return
+
+    import torch
+    runners = [build_runner(spec, args) for spec in specs]
+    print(device_summary(args.device))
+    peak = matmul_peak(args.device, args.precision)
+    print(f'matmul peak ({args.precision}, 1024^3 mm, {torch.get_num_threads()}'
+          f' threads): {peak:.1f} GFLOP/s')
+    print(f'batch {args.batch_size}, {args.precision}, captions {args.captions}'
+          f' (longest in batch: {int(runners[0].tokens.argmax(-1).max()) + 1} '
+          f'of {runners[0].tokens.shape[1]} tokens), {args.warmup} warm-up + '
+          f'{args.iters} timed steps per runner, alternating')
+
     results = []
-    for precision in args.precisions:
-        cmd = [sys.executable, __file__, *sys.argv[1:], '--single', precision]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    r0 = results[0]
-    print(f'config: {args.config}')
-    print(f'device: {r0["device_name"]}, batch {args.batch_size}, '
-          f'median of {args.iters} steps after {args.warmup} warm-up')
-    print('parameters (M): ' + ', '.join(f'{k} {v:.2f}' for k, v in r0['params_m'].items())
-          + f', total {sum(r0["params_m"].values()):.2f}')
-    print(f'forward GFLOPs per image (both views + decoder + text + losses): '
-          f'{r0["fwd_gflops_per_image"]:.2f}')
-    print(f'{"precision":<10}{"step (s)":>10}{"img/s":>10}{"peak MiB":>12}  ratio vs first')
-    for r in results:
-        print(f'{r["precision"]:<10}{r["step_time_s"]:>10.3f}{r["images_per_s"]:>10.2f}'
-              f'{r["peak_mem_mib"]:>12.0f}  x{r0["step_time_s"] / r["step_time_s"]:.2f} speed')
-    print(f'(peak memory = {r0["peak_kind"]})')
+    for r in runners:
+        res = dict(label=r.label, params_m=r.params_m())
+        if not args.no_flops:
+            res['parts'] = r.part_flops()
+            res['step_flops'] = whole_step_flops(r)
+        results.append(res)
+    for _ in range(args.warmup):
+        for r in runners:
+            r.step()
+    times = [[] for _ in runners]
+    for _ in range(args.iters):
+        for r, t in zip(runners, times):
+            sync(args.device)
+            start = time.perf_counter()
+            r.step()
+            sync(args.device)
+            t.append(time.perf_counter() - start)
+    del runners
+    for res, t in zip(results, times):
+        res['times_s'] = t
+        res['step_s'] = statistics.median(t)
+        res['img_s'] = args.batch_size / res['step_s']
+        if 'step_flops' in res:
+            res['achieved_gflops'] = res['step_flops'][1] / res['step_s'] / 1e9
+            res['of_peak'] = res['achieved_gflops'] / peak
+    if not args.no_memory:
+        for i, res in enumerate(results):
+            res['memory'] = memory_in_subprocess(i, argv)
+    report(results, args, peak)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(cpu=device_summary(args.device), matmul_peak=peak,
+                           args=vars(args), results=results), f, indent=1,
+                      default=str)
+
+
+def memory_curve(specs, args, argv):
+    """Peak memory of each runner at each batch size, plus a linear fit
+    ``peak = a + b * batch`` and the batch size that fit puts at 24 GiB."""
+    import numpy as np
+    print(device_summary(args.device))
+    labels = [spec[1][2] or osp.splitext(osp.basename(spec[1][0]))[0]
+              if spec[0] == 'ours' else 'official' for spec in specs]
+    print(f'peak memory (MiB) vs batch size, {args.precision}, captions '
+          f'{args.captions}, {args.warmup} warm-up + 1 step per process')
+    rows = {}
+    for i, label in enumerate(labels):
+        rows[label] = []
+        for b in args.memory_curve:
+            mem = memory_in_subprocess(i, argv + ['--batch-size', str(b)])
+            rows[label].append(mem['peak_mib'])
+            print(f'  {label:<40} batch {b:>4}: {mem["peak_mib"]:>9.0f} MiB '
+                  f'({mem["kind"]})', flush=True)
+    print(f'{"runner":<40}' + ''.join(f'{b:>9}' for b in args.memory_curve)
+          + f'{"MiB/img":>9}{"batch@24GiB (fit)":>19}')
+    for label, peaks in rows.items():
+        line = f'{label:<40}' + ''.join(f'{p:>9.0f}' for p in peaks)
+        if len(peaks) > 1:
+            slope, icpt = np.polyfit(args.memory_curve, peaks, 1)
+            fit = (24 * 1024 - icpt) / slope if slope > 0 else float('inf')
+            line += f'{slope:>9.1f}{fit:>19.0f}'
+        print(line)
+
+
+def report(results, args, peak):
+    B = args.batch_size
+    for res in results:
+        print(f'\n== {res["label"]}')
+        print('parameters (M): ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in res['params_m'].items())
+              + f', total {sum(res["params_m"].values()):.2f}')
+        if res.get('parts'):
+            print(f'{"GFLOPs per image":<30}{"forward":>10}{"fwd+bwd":>10}')
+            for name, (fwd, both) in res['parts'].items():
+                print(f'  {name:<28}{fwd / B / 1e9:>10.2f}{both / B / 1e9:>10.2f}')
+            fwd = sum(p[0] for p in res['parts'].values())
+            both = sum(p[1] for p in res['parts'].values())
+            print(f'  {"sum of parts":<28}{fwd / B / 1e9:>10.2f}'
+                  f'{both / B / 1e9:>10.2f}')
+        if 'step_flops' in res:
+            sf, sb = res['step_flops']
+            print(f'  {"whole step":<28}{sf / B / 1e9:>10.2f}{sb / B / 1e9:>10.2f}')
+        line = (f'step {res["step_s"]:.3f} s (median of '
+                f'{", ".join(f"{t:.3f}" for t in res["times_s"])}), '
+                f'{res["img_s"]:.2f} img/s')
+        if 'achieved_gflops' in res:
+            line += (f', {res["achieved_gflops"]:.1f} GFLOP/s achieved = '
+                     f'{100 * res["of_peak"]:.0f}% of the matmul peak')
+        print(line)
+        if 'memory' in res:
+            mem = res['memory']
+            print(f'peak memory {mem["peak_mib"]:.0f} MiB ({mem["kind"]}'
+                  + (f'; {mem["after_build_mib"]:.0f} MiB after building the '
+                     f'model, so the steps add {mem["peak_mib"] - mem["after_build_mib"]:.0f}'
+                     ' MiB' if 'after_build_mib' in mem else '') + ')')
+    if len(results) > 1:
+        a = results[0]
+        print(f'\nratios vs {a["label"]} (same process, alternating):')
+        print(f'{"runner":<34}{"time":>8}{"speed":>8}{"memory":>8}{"FLOPs":>8}')
+        for res in results:
+            mem = (f'{res["memory"]["peak_mib"] / a["memory"]["peak_mib"]:.2f}x'
+                   if 'memory' in res else '-')
+            fl = (f'{res["step_flops"][1] / a["step_flops"][1]:.2f}x'
+                  if 'step_flops' in res else '-')
+            print(f'{res["label"]:<34}{res["step_s"] / a["step_s"]:>7.2f}x'
+                  f'{a["step_s"] / res["step_s"]:>7.2f}x{mem:>8}{fl:>8}')
 
 
 if __name__ == '__main__':

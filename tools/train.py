@@ -9,6 +9,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
+    from project_env import ensure_project_python
+    ensure_project_python()
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -20,7 +23,7 @@ def parse_args():
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from this checkpoint, or (no value) from the latest one '
+        help='resume from this checkpoint, or (no value) from the newest intact one '
         'in the work dir')
     parser.add_argument(
         '--amp', nargs='?', const='float16', choices=['float16', 'bfloat16'],
@@ -51,7 +54,7 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp == 'float16':  # GPU: fp16 autocast + dynamic loss scaling
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = 'FiniteStepAmpOptimWrapper'  # skips non-finite steps
         cfg.optim_wrapper.dtype = 'float16'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     elif args.amp == 'bfloat16':  # any device, CPU included; needs no scaler
@@ -59,7 +62,11 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.optim_wrapper.dtype = 'bfloat16'
         cfg.optim_wrapper.pop('loss_scale', None)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # The file `last_checkpoint` names may be truncated (a crash or a full
+        # disk while an older, non-atomic writer saved it): fall back to the
+        # newest intact checkpoint, with a warning naming the bad file(s).
+        from rils_mm.utils.checkpoint import find_latest_intact_checkpoint
+        cfg.resume, cfg.load_from = True, find_latest_intact_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

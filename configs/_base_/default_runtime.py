@@ -5,7 +5,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # Atomic writes (tmp + fsync + rename, pointer after, pruning after); mid-epoch
+    # checkpoints every `interval_iters` iterations (2000: about 30 min of the paper run).
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, interval_iters=2000,
+                    max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
@@ -13,6 +16,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='LogitScaleClampHook'),  # heads with a learnable temperature (CLIP, RILS, ...)
     dict(type='RNGStateHook'),  # exact resume: python / numpy / torch generator states
+    dict(type='NonFiniteStepHook'),  # logs skipped NaN/inf steps with their loss terms
     dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=200),
     dict(type='WebDatasetEpochHook'),  # forwards the epoch to iterable data sets
     dict(type='ZeroShotClassifierHook'),  # text-tower models on zero-shot eval sets
@@ -23,7 +27,10 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
+# Training curves: every logged scalar (each loss term, aligned_ratio = |C|/B, logit_scale,
+# lr, ...) goes to <work_dir>/<timestamp>/vis_data/scalars.json (plot with
+# tools/analysis/plot_logs.py), and to TensorBoard event files when tensorboard is installed.
+vis_backends = [dict(type='LocalVisBackend'), dict(type='OptionalTensorboardVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None

@@ -9,7 +9,7 @@ _base_ = [
 max_epochs = 10
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='FiniteStepOptimWrapper',  # fp32; skips non-finite steps
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-8),
     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 param_scheduler = [
@@ -18,7 +18,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
          end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
 auto_scale_lr = dict(base_batch_size=64)
 default_hooks = dict(
     logger=dict(interval=10),

@@ -1,3 +1,5 @@
+from .benchmarks import KarpathyRetrievalDataset, TokenizeCaptions, ZeroShotBenchmarkDataset
+from .draft_decode import DecodeRandomResizedCrop
 from .image_text import ImageTextDataset
 from .transforms import PackImageTextInputs, TokenizeText
 from .webdataset import WebImageTextDataset
@@ -5,5 +7,6 @@ from .zero_shot import ZeroShotClsDataset
 
 __all__ = [
     'ImageTextDataset', 'WebImageTextDataset', 'ZeroShotClsDataset', 'TokenizeText',
-    'PackImageTextInputs'
+    'PackImageTextInputs', 'ZeroShotBenchmarkDataset', 'KarpathyRetrievalDataset',
+    'TokenizeCaptions', 'DecodeRandomResizedCrop'
 ]

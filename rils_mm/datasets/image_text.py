@@ -3,24 +3,39 @@
 Bad data is the rule, not the exception, in web-scale image-text corpora, so this
 dataset never crashes on a single bad sample:
 
-* at load time, rows with a missing image path or an empty / non-string caption are
-  dropped and counted (:attr:`ImageTextDataset.num_invalid_rows`); more than half of
-  the rows being invalid is an error;
-* at run time, a sample whose pipeline fails (missing / corrupt image, caption the
-  tokenizer rejects, pipeline returning ``None``) is replaced by the next index
-  (``idx + 1``, wrapping), deterministically and without recursion. The returned
-  sample's ``data_samples`` metainfo carries ``num_skipped`` and ``skip_reasons``
-  so that :class:`~rils_mm.engine.hooks.DataSkipCounterHook` can count them.
+* at load time, rows with a missing image path, an empty / non-string caption, a
+  caption longer than ``max_caption_chars`` or bytes that are not UTF-8 (the file is
+  read with ``errors='surrogateescape'``, so one bad byte spoils only its row) are
+  dropped, counted by kind (:attr:`ImageTextDataset.num_invalid_rows`,
+  :attr:`ImageTextDataset.invalid_row_kinds`) and named by line; more than half of
+  the rows being invalid is an error. CSV fields may be longer than the ``csv``
+  module's default 128 KiB limit;
+* at run time, a sample whose image is larger than ``max_image_pixels`` (checked
+  from the header before decoding: decompression bombs), or whose pipeline fails
+  (missing / corrupt image, caption the tokenizer rejects, pipeline returning
+  ``None``) is replaced by the next index (``idx + 1``, wrapping),
+  deterministically and without recursion. The returned sample's
+  ``data_samples`` metainfo carries ``num_skipped``, ``skip_reasons``,
+  ``skip_kinds`` and ``is_repeat`` (it stands in for a bad one) so that
+  :class:`~rils_mm.engine.hooks.DataSkipCounterHook` counts distinct samples.
 """
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Union
 
 from mmengine.logging import print_log
 from mmpretrain.datasets.base_dataset import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .utils import attach_skip_info, describe_failure, read_annotation_rows, resolve_image_root
+from .utils import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    attach_skip_info,
+    check_image_pixels,
+    describe_failure,
+    read_annotation_rows,
+    resolve_image_root,
+)
 
 __all__ = ['ImageTextDataset']
 
@@ -59,6 +74,14 @@ class ImageTextDataset(BaseDataset):
             Defaults to 100.
         data_prefix (str | dict): Image folder (relative to ``data_root``) if it
             differs from ``data_root``. Defaults to ''.
+        max_image_pixels (int, optional): Images with more pixels (width x
+            height, read from the header) are skipped before decoding; ``None``
+            disables the check. Defaults to PIL's refusal threshold,
+            :data:`~rils_mm.datasets.utils.DEFAULT_MAX_IMAGE_PIXELS` (as
+            :class:`~rils_mm.datasets.WebImageTextDataset`).
+        max_caption_chars (int): Rows with longer captions are dropped (the
+            tokenizer needs ~2 s per MiB and keeps only the first tokens).
+            Defaults to 262144.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``serialize_data``, ``lazy_init``, ``test_mode``...).
     """
@@ -71,13 +94,21 @@ class ImageTextDataset(BaseDataset):
                  pipeline: Sequence = (),
                  max_refetch: int = 100,
                  data_prefix: Union[str, dict] = '',
+                 max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_caption_chars: int = 262144,
                  **kwargs) -> None:
         if not isinstance(max_refetch, int) or max_refetch < 1:
             raise ValueError(f'max_refetch must be a positive int, got '
                              f'{max_refetch!r}')
         self.img_key = img_key
         self.caption_key = caption_key
+        self.max_image_pixels = max_image_pixels
+        self.max_caption_chars = max_caption_chars
         self.num_invalid_rows = 0
+        #: ``{kind: count}`` of the rows dropped at load time.
+        self.invalid_row_kinds: Dict[str, int] = {}
+        #: The first few ``'<file>:<line>: <reason>'`` of them.
+        self.invalid_row_examples: List[str] = []
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -97,16 +128,22 @@ class ImageTextDataset(BaseDataset):
         root = resolve_image_root(self.ann_file, self.data_root,
                                   self.img_prefix)
         data_list = []
-        invalid = list(unparsable)
+        invalid = [(n, 'not UTF-8' if 'UTF-8' in why else 'invalid row', why)
+                   for n, why in unparsable]
         for line_no, row in rows:
             img = row.get(self.img_key)
             caption = row.get(self.caption_key)
             if not isinstance(img, str) or not img.strip():
-                invalid.append((line_no, f'missing {self.img_key!r}'))
+                invalid.append((line_no, 'missing image path', f'missing {self.img_key!r}'))
                 continue
             if not isinstance(caption, str) or not caption.strip():
-                invalid.append((line_no, f'empty or non-string '
+                invalid.append((line_no, 'empty caption', f'empty or non-string '
                                 f'{self.caption_key!r} ({caption!r:.40})'))
+                continue
+            if len(caption) > self.max_caption_chars:
+                invalid.append((line_no, 'caption too long',
+                                f'{self.caption_key!r} has {len(caption)} characters, more '
+                                f'than max_caption_chars={self.max_caption_chars}'))
                 continue
             img = img.strip()
             img_path = img if osp.isabs(img) else osp.join(root, img)
@@ -114,9 +151,12 @@ class ImageTextDataset(BaseDataset):
 
         total = len(data_list) + len(invalid)
         self.num_invalid_rows = len(invalid)
+        self.invalid_row_kinds = dict(Counter(kind for _, kind, _ in invalid))
+        invalid.sort()
+        self.invalid_row_examples = [
+            f'{self.ann_file}:{n}: {kind} ({why})' for n, kind, why in invalid[:5]]
         if invalid:
-            invalid.sort()
-            examples = '; '.join(f'line {n}: {why}' for n, why in invalid[:3])
+            examples = '; '.join(f'line {n}: {why}' for n, _, why in invalid[:3])
             if 2 * len(invalid) > total:
                 raise ValueError(
                     f'Annotation file {self.ann_file!r}: {len(invalid)} of '
@@ -157,8 +197,10 @@ class ImageTextDataset(BaseDataset):
             if data is not None:
                 # Report only the requested index's own failure: the sampler
                 # requests every index once per epoch, so each bad sample is
-                # then counted exactly once however long a bad run is.
-                return attach_skip_info(data, int(attempt > 0), reasons[:1])
+                # then counted exactly once however long a bad run is. The
+                # sample returned in its place is a repeat, not a distinct one.
+                return attach_skip_info(
+                    data, int(attempt > 0), reasons[:1], is_repeat=attempt > 0)
             reasons.append(
                 describe_failure(exc,
                                  self.get_data_info(cur).get('img_path', '?')))
@@ -167,6 +209,13 @@ class ImageTextDataset(BaseDataset):
             f'{type(self).__name__} ({self.ann_file}): {len(reasons)} '
             f'consecutive samples starting at index {idx} failed; the data '
             f'set looks mostly broken. Last failures:\n  {last}')
+
+    def prepare_data(self, idx: int):
+        """Refuse too large images from their header, then run the pipeline."""
+        img_path = self.get_data_info(idx).get('img_path')
+        if isinstance(img_path, str) and self.max_image_pixels is not None:
+            check_image_pixels(img_path, self.max_image_pixels)
+        return super().prepare_data(idx)
 
     def extra_repr(self) -> List[str]:
         """Extra lines for ``repr``."""

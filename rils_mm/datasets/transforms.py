@@ -166,7 +166,9 @@ def decode_image_bgr(data: bytes) -> np.ndarray:
 
     Mirrors ``mmcv.imfrombytes(data, flag='color', backend='pillow')``: the EXIF
     orientation is applied, non-RGB modes are converted to RGB ('LA' is
-    composited on mmcv's canvas colour), then channels are flipped to BGR. The
+    composited on mmcv's canvas colour; 16-bit greyscale is scaled to 8 bits by
+    ``>> 8`` like cv2 does, where PIL would clip it), then channels are flipped to
+    BGR. The
     whole image is decoded here, so truncated files raise instead of being
     returned half grey.
 
@@ -183,6 +185,12 @@ def decode_image_bgr(data: bytes) -> np.ndarray:
     with io.BytesIO(data) as buff:
         img = Image.open(buff)
         img = ImageOps.exif_transpose(img)
+        if img.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+            # 16-bit greyscale: PIL's convert('RGB') clips to 255 (almost white);
+            # scale to 8 bits as cv2 (LoadImageFromFile's default backend) does.
+            grey = np.asarray(img).astype(np.int64) >> 8
+            grey = np.clip(grey, 0, 255).astype(np.uint8)
+            img = Image.fromarray(np.ascontiguousarray(grey)).convert('RGB')
         if img.mode != 'RGB':
             if img.mode == 'LA':
                 rgba = img.convert('RGBA')

@@ -5,21 +5,38 @@ and :class:`~rils_mm.datasets.WebImageTextDataset` read annotation rows and desc
 samples the same way, so that :class:`~rils_mm.engine.hooks.DataSkipCounterHook` counts
 them alike.
 """
+import contextlib
 import csv
 import json
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+import warnings
+from collections import Counter
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from PIL import Image
 
 from .transforms import InvalidCaptionError
 
 __all__ = [
-    'AnnotationKeyError', 'read_annotation_rows', 'resolve_image_root',
-    'describe_failure', 'short_message', 'attach_skip_info', 'MAX_REASONS_PER_SAMPLE'
+    'AnnotationKeyError', 'ImageTooLargeError', 'read_annotation_rows', 'resolve_image_root',
+    'describe_failure', 'short_message', 'attach_skip_info', 'skip_kind', 'check_image_pixels',
+    'MAX_REASONS_PER_SAMPLE', 'DEFAULT_MAX_IMAGE_PIXELS'
 ]
 
 #: At most this many skip reasons are kept per returned sample.
 MAX_REASONS_PER_SAMPLE = 10
+
+#: Largest image (width x height) decoded by default: PIL's own refusal threshold
+#: (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels), for both data set kinds.
+DEFAULT_MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+
+# Lone surrogates that ``errors='surrogateescape'`` makes of bytes that are not UTF-8.
+_UNDECODABLE = re.compile('[\udc80-\udcff]')
+
+
+class ImageTooLargeError(OSError):
+    """An image has more pixels than the data set's ``max_image_pixels``."""
 
 
 class AnnotationKeyError(KeyError):
@@ -71,17 +88,22 @@ def read_annotation_rows(
     rows: List[Tuple[int, Dict]] = []
     unparsable: List[Tuple[int, str]] = []
     if fmt in ('csv', 'tsv'):
-        with open(path, newline='', encoding='utf-8-sig') as f:
+        with open(path, newline='', encoding='utf-8-sig',
+                  errors='surrogateescape') as f, _csv_field_limit():
             reader = csv.DictReader(f, delimiter='\t' if fmt == 'tsv' else ',')
             columns = [c for c in (reader.fieldnames or []) if c is not None]
             if not columns:
                 raise ValueError(f'Annotation file {path!r} is empty (no '
                                  'header row)')
             _check_keys(path, required_keys, columns, 'column')
-            for row in reader:
-                rows.append((reader.line_num, row))
+            try:
+                for row in reader:
+                    rows.append((reader.line_num, row))
+            except csv.Error as e:
+                raise ValueError(f'Annotation file {path!r}, line {reader.line_num}: '
+                                 f'malformed {fmt.upper()} ({e})') from e
     else:
-        with open(path, encoding='utf-8-sig') as f:
+        with open(path, encoding='utf-8-sig', errors='surrogateescape') as f:
             if fmt == 'json':
                 objs = json.load(f)
                 if not isinstance(objs, list):
@@ -109,7 +131,53 @@ def read_annotation_rows(
             raise ValueError(f'Annotation file {path!r} has no rows')
         if rows:
             _check_keys(path, required_keys, list(seen_keys), 'key')
-    return rows, unparsable
+    return _drop_undecodable(rows, unparsable, required_keys)
+
+
+def _drop_undecodable(rows: List[Tuple[int, Dict]], unparsable: List,
+                      keys: Sequence[str]) -> Tuple[List[Tuple[int, Dict]], List]:
+    """Move rows whose ``keys`` hold bytes that are not UTF-8 to ``unparsable``.
+
+    Files are read with ``errors='surrogateescape'``, so one bad byte spoils only
+    its row (named by line, column and byte) instead of the whole file.
+    """
+    good = []
+    for line_no, row in rows:
+        bad = None
+        for key in keys:
+            value = row.get(key)
+            match = _UNDECODABLE.search(value) if isinstance(value, str) else None
+            if match:
+                byte = ord(match.group()) - 0xdc00
+                bad = (f'{key!r} is not valid UTF-8 (byte 0x{byte:02x} at character '
+                       f'{match.start()})')
+                break
+        if bad:
+            unparsable.append((line_no, bad))
+        else:
+            good.append((line_no, row))
+    return good, unparsable
+
+
+@contextlib.contextmanager
+def _csv_field_limit() -> Iterator[None]:
+    """Lift the ``csv`` module's 128 KiB field limit while reading (captions of
+    any length parse as in JSONL; the data sets decide what is too long).
+
+    The limit is a C ``long``: ``sys.maxsize`` overflows it on Windows, so the
+    largest value that fits is found by halving."""
+    old = csv.field_size_limit()
+    limit = 2**63 - 1
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            break
+        except OverflowError:
+            limit //= 2
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _check_keys(path: str, required: Sequence[str], existing: List[str],
@@ -136,12 +204,69 @@ def resolve_image_root(ann_file: str, data_root: str, img_prefix: str) -> str:
 
 
 def short_message(exc: BaseException, limit: int = 160) -> str:
-    """First line of ``str(exc)`` without object reprs, at most ``limit``
-    characters (the exception's type name if the message is empty)."""
-    msg = str(exc).strip()
+    """First line of an exception's message without object reprs, at most
+    ``limit`` characters (the exception's type name if the message is empty).
+
+    webdataset appends the open stream and the URL to ``exc.args`` (or `` @
+    <_io.BufferedReader ...>`` to the message); only the first argument and no
+    ``<...>`` object repr is kept.
+    """
+    args = getattr(exc, 'args', ())
+    if isinstance(exc, OSError) and len(args) == 2 and isinstance(args[1], str):
+        msg = str(exc)  # (errno, strerror): str() shows them well
+    elif len(args) > 1 and isinstance(args[0], str):
+        msg = args[0]
+    else:
+        msg = str(exc)
+    msg = msg.strip()
     msg = msg.splitlines()[0] if msg else ''
-    msg = re.sub(r'\s*<[^<>]* at 0x[0-9a-fA-F]+>', '', msg).strip()
+    msg = re.sub(r'\s*(@\s*)?<(_io\.|[^<>]* at 0x)[^<>]*>', '', msg).strip()
     return msg[:limit] or type(exc).__name__
+
+
+def skip_kind(reason: str) -> str:
+    """The kind of a skip reason: the words before its first colon
+    (``'corrupt image: a.jpg (...)'`` -> ``'corrupt image'``)."""
+    head, sep, _ = reason.partition(':')
+    return head.strip() if sep and head.strip() else 'other'
+
+
+def check_image_pixels(source, max_pixels: Optional[int], where: str = '') -> None:
+    """Refuse an image with more than ``max_pixels`` pixels from its header.
+
+    Opening with PIL reads only the header, so a decompression bomb (a small
+    file that decodes to gigabytes) is refused before any decoding. Files PIL
+    cannot identify are left to the decoder (it reports them).
+
+    Args:
+        source (str | file): Path or binary file object.
+        max_pixels (int, optional): Limit on width x height; ``None`` disables.
+        where (str): Name used in the message. Defaults to ``source``.
+
+    Raises:
+        ImageTooLargeError: If the image is larger than ``max_pixels``.
+        FileNotFoundError: If ``source`` is a path that does not exist.
+    """
+    if max_pixels is None:
+        return
+    where = where or str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f'{where}: {short_message(e)}') from e
+    except (Image.UnidentifiedImageError, SyntaxError, ValueError, EOFError):
+        return
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        return
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f'{where}: {width} x {height} = {width * height} pixels, more than '
+            f'max_image_pixels={max_pixels} (decompression bomb?)')
 
 
 def describe_failure(exc: Optional[BaseException], img_path: str) -> str:
@@ -151,6 +276,8 @@ def describe_failure(exc: Optional[BaseException], img_path: str) -> str:
     msg = short_message(exc)
     if isinstance(exc, InvalidCaptionError):
         return f'bad caption: {img_path} ({msg})'
+    if isinstance(exc, ImageTooLargeError):
+        return f'image too large: {img_path} ({msg.split(": ", 1)[-1]})'
     if isinstance(exc, FileNotFoundError):
         return f'missing image: {img_path}'
     if isinstance(exc, AssertionError) and 'failed to load image' in msg:
@@ -162,12 +289,32 @@ def describe_failure(exc: Optional[BaseException], img_path: str) -> str:
     return f'pipeline error: {img_path} ({type(exc).__name__}: {msg})'
 
 
-def attach_skip_info(data: dict, num_skipped: int, reasons: List[str]) -> dict:
-    """Write ``num_skipped`` / ``skip_reasons`` into the packed sample."""
+def attach_skip_info(data: dict,
+                     num_skipped: int,
+                     reasons: List[str],
+                     is_repeat: bool = False,
+                     kinds: Optional[Dict[str, int]] = None) -> dict:
+    """Write the skip accounting into the packed sample's metainfo.
+
+    Args:
+        data (dict): Packed sample (``data_samples`` gets the metainfo).
+        num_skipped (int): Bad samples reported with this one.
+        reasons (list[str]): Their reasons (at most
+            :data:`MAX_REASONS_PER_SAMPLE` are kept).
+        is_repeat (bool): This sample stands in for a bad one (map-style data
+            sets) or is read a second time because the shards ran out
+            (WebDataset); it is then not counted as a distinct used sample.
+        kinds (dict, optional): ``{kind: count}`` of all ``num_skipped``
+            (default: counted from ``reasons``).
+    """
     data_samples = data.get('data_samples') if isinstance(data, dict) else None
     if data_samples is not None and hasattr(data_samples, 'set_metainfo'):
+        if kinds is None:
+            kinds = dict(Counter(skip_kind(r) for r in reasons))
         data_samples.set_metainfo(
             dict(
                 num_skipped=int(num_skipped),
-                skip_reasons=list(reasons[:MAX_REASONS_PER_SAMPLE])))
+                skip_reasons=list(reasons[:MAX_REASONS_PER_SAMPLE]),
+                skip_kinds=dict(kinds),
+                is_repeat=bool(is_repeat)))
     return data

@@ -3,18 +3,23 @@
 A shard holds samples as consecutive members sharing a key: ``000123.jpg`` (or
 ``.jpeg`` / ``.png`` / ``.webp``), ``000123.txt`` (the caption) and optionally
 ``000123.json``. Reading is built on the ``webdataset`` library
-(``SimpleShardList`` / ``ResampledShards`` -> ``gopen`` + ``tar_file_iterator`` +
-``group_by_keys`` per shard -> ``shuffle``); decoding, the mmengine pipeline,
-bad-sample accounting and the rank/worker split are done here.
+(``SimpleShardList`` / ``ResampledShards`` -> ``gopen`` -> ``shuffle``); reading the
+members of a shard (with honest accounting of truncated shards and duplicate keys),
+decoding, the mmengine pipeline, bad-sample accounting and the rank/worker split are
+done here.
 """
 import hashlib
+import io
 import itertools
 import logging
 import os.path as osp
 import random
 import re
+import tarfile
+from collections import Counter
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import webdataset as wds
 from mmengine.dataset import Compose
@@ -23,10 +28,17 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
-from webdataset.tariterators import group_by_keys, tar_file_iterator
+from webdataset.tariterators import base_plus_ext
 
 from .transforms import decode_image_bgr
-from .utils import attach_skip_info, describe_failure, short_message
+from .utils import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    attach_skip_info,
+    check_image_pixels,
+    describe_failure,
+    short_message,
+    skip_kind,
+)
 
 __all__ = ['WebImageTextDataset']
 
@@ -53,12 +65,14 @@ class _StreamState:
         self.max_failures = max_consecutive_failures
         self.pending: int = 0  # bad samples since the last good one
         self.reasons: List[str] = []
+        self.kinds: Counter = Counter()  # kinds of the pending ones
         self.raw: int = 0  # samples that came out of the tar reader
         self.empty_shards: int = 0  # consecutive shards without samples
 
     def skip(self, reason: str) -> None:
         """Record a bad sample; raise if too many failed in a row."""
         self.pending += 1
+        self.kinds[skip_kind(reason)] += 1
         self.reasons.append(reason)
         if len(self.reasons) > 10:
             del self.reasons[:-10]
@@ -70,24 +84,109 @@ class _StreamState:
                 f'caption members and image_keys / caption_key). Last '
                 f'failures:\n  {last}')
 
-    def take(self) -> Tuple[int, List[str]]:
+    def take(self) -> Tuple[int, List[str], dict]:
         """Return and reset the skips accumulated since the last good one."""
-        out = (self.pending, self.reasons)
-        self.pending, self.reasons = 0, []
+        out = (self.pending, self.reasons, dict(self.kinds))
+        self.pending, self.reasons, self.kinds = 0, [], Counter()
         return out
 
-    def shard_handler(self, url: str):
-        """A webdataset exception handler that records the error and goes on."""
+    def shard_problem(self, reason: str) -> None:
+        """Log and count a problem of a shard (not of one sample)."""
+        print_log(f'WebImageTextDataset: {reason}', logger='current',
+                  level=logging.WARNING)
+        self.skip(reason)
 
-        def handler(exn: Exception) -> bool:
-            reason = (f'unreadable shard data: {url} ({type(exn).__name__}: '
-                      f'{short_message(exn)})')
+
+def _rng_states():
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_rng_states(py_state, np_state, torch_state, main_process: bool) -> None:
+    """Put the global random states back (only in the main process: a worker's
+    states must stay where replaying its stream left them)."""
+    if main_process:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+
+def _is_meta(name: str) -> bool:
+    """Tar members webdataset ignores (``__key__``-style metadata)."""
+    return '/' not in name and name.startswith('__') and name.endswith('__')
+
+
+def iter_shard_samples(stream, url: str, state: _StreamState) -> Iterator[dict]:
+    """Group the members of one tar shard into raw samples.
+
+    Like webdataset's ``tar_file_iterator`` + ``group_by_keys``, with honest
+    accounting of what goes wrong (each counted once in ``state``):
+
+    * a sample with the same member twice (``k.jpg, k.txt, k.jpg``) is skipped
+      as a whole (``duplicate member``): which copy is right is unknown;
+    * a key that comes back later in the shard (``k.*, j.*, k.*``) is skipped
+      the second time (``duplicate key``): it is never read twice;
+    * a shard cut off in the middle of a member (``truncated shard``) loses
+      the incomplete sample, which is counted, and ends there; samples that
+      were after the cut are not in the file and cannot be counted (the epoch
+      then runs short, and the repeats that fill it are counted instead);
+    * a file that is not a tar (``unreadable shard``) yields nothing.
+
+    Yields:
+        dict: ``{'__key__', '__url__', ext: bytes, ...}`` per complete sample.
+    """
+    seen = set()
+    current: Optional[dict] = None
+    bad: Optional[str] = None  # why `current` must be skipped
+
+    def finish():
+        if current is None:
+            return None
+        if bad:
+            state.skip(bad)
+            return None
+        return current
+
+    try:
+        tar = tarfile.open(fileobj=stream, mode='r|*')
+    except (tarfile.TarError, OSError, EOFError) as e:
+        state.shard_problem(f'unreadable shard: {url} (not a tar file: {short_message(e)})')
+        return
+    member = None
+    try:
+        for member in tar:
+            if not member.isreg() or _is_meta(member.name):
+                continue
+            key, ext = base_plus_ext(member.name)
+            if key is None:
+                continue
+            ext = ext.lower()
+            if current is None or key != current['__key__']:
+                done = finish()
+                if done is not None:
+                    yield done
+                current, bad = dict(__key__=key, __url__=url), None
+                if key in seen:
+                    bad = (f'duplicate key: {url}#{key} (appears again later in the shard; '
+                           'read once)')
+                seen.add(key)
+            if ext in current and not bad:
+                bad = f'duplicate member: {url}#{key}.{ext} (twice in one sample)'
+            current[ext] = tar.extractfile(member).read()  # raises if truncated
+            tar.members = []  # streaming: do not keep every TarInfo
+    except (tarfile.TarError, OSError, EOFError) as e:
+        name = getattr(member, 'name', '?')
+        reason = (f'truncated shard: {url} (cut off at member {name}: {short_message(e)}; '
+                  'the rest of the shard is lost)')
+        if current is not None and not bad:
+            # The incomplete sample is the one lost sample that can be counted.
             print_log(f'WebImageTextDataset: {reason}', logger='current',
                       level=logging.WARNING)
-            self.skip(reason)
-            return True
-
-        return handler
+            bad = f'truncated shard: {url}#{current["__key__"]} (incomplete sample)'
+        else:
+            state.shard_problem(reason)
+    done = finish()
+    if done is not None:
+        yield done
 
 
 @DATASETS.register_module()
@@ -127,6 +226,11 @@ class WebImageTextDataset(IterableDataset):
             *Length*). Defaults to None.
         max_consecutive_failures (int): Consecutive bad samples tolerated.
             Defaults to 100.
+        max_image_pixels (int, optional): Images with more pixels (from the
+            header, before decoding) are skipped; ``None`` disables the check.
+            Defaults to :data:`~rils_mm.datasets.utils.DEFAULT_MAX_IMAGE_PIXELS`.
+        max_caption_chars (int): Longer captions are skipped. Defaults to
+            262144.
         rank (int, optional): Override of the rank (tests). Defaults to
             ``get_dist_info()``.
         world_size (int, optional): Override of the world size (tests).
@@ -145,6 +249,8 @@ class WebImageTextDataset(IterableDataset):
                  seed: int = 0,
                  batch_size: Optional[int] = None,
                  max_consecutive_failures: int = 100,
+                 max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+                 max_caption_chars: int = 262144,
                  rank: Optional[int] = None,
                  world_size: Optional[int] = None) -> None:
         super().__init__()
@@ -170,6 +276,9 @@ class WebImageTextDataset(IterableDataset):
         self.caption_key = caption_key.lower()
         self.seed = seed
         self.max_consecutive_failures = max_consecutive_failures
+        self.max_image_pixels = max_image_pixels
+        self.max_caption_chars = max_caption_chars
+        self._skip: Tuple[Optional[int], int, int] = (None, 0, 1)
         self._rank = rank
         self._world_size = world_size
         if (rank is None) != (world_size is None):
@@ -269,30 +378,26 @@ class WebImageTextDataset(IterableDataset):
                      empty_limit: Optional[int] = None) -> Iterator[dict]:
         """Raw samples (``{'__key__', '__url__', ext: bytes}``) of ``urls``.
 
-        Same as ``wds.tarfile_to_samples`` except that members are grouped per
-        shard: webdataset's grouping runs across shard boundaries and would
-        merge (or reject as duplicates) the samples of a shard read twice in
-        a row. Errors go to ``state.shard_handler`` (recorded, then the rest of
-        the shard is skipped). More than ``empty_limit`` consecutive shards
-        without any sample raise ``RuntimeError``.
+        Like ``wds.tarfile_to_samples`` except that members are grouped per
+        shard (webdataset's grouping runs across shard boundaries and would
+        merge the samples of a shard read twice in a row) by
+        :func:`iter_shard_samples`, which counts truncated shards and
+        duplicate keys. More than ``empty_limit`` consecutive shards without
+        any sample raise ``RuntimeError``.
         """
         for url in urls:
-            handler = state.shard_handler(url)
             count = 0
             try:
                 stream = wds.gopen(url)
             except Exception as exn:  # noqa: BLE001
-                handler(exn)
+                state.shard_problem(f'unreadable shard: {url} ({type(exn).__name__}: '
+                                    f'{short_message(exn)})')
             else:
                 try:
-                    files = tar_file_iterator(stream, handler=handler)
-                    files = (dict(f, __url__=url) for f in files)
-                    for sample in group_by_keys(files, handler=handler):
+                    for sample in iter_shard_samples(stream, url, state):
                         count += 1
                         state.raw += 1
                         yield sample
-                except Exception as exn:  # noqa: BLE001
-                    handler(exn)
                 finally:
                     stream.close()
             state.empty_shards = 0 if count else state.empty_shards + 1
@@ -317,8 +422,10 @@ class WebImageTextDataset(IterableDataset):
         """Infinite raw-sample stream of this worker's shards (epoch mode).
 
         Pass 0 reads the worker's shards in the epoch's order, later passes
-        re-permute them. The shuffle buffer is drained at the end of each pass,
-        so pass 0 yields each of its samples once before any repeat.
+        re-permute them and mark their samples ``__repeat__`` (counted as
+        repeats, not as distinct samples). The shuffle buffer is drained at the
+        end of each pass, so pass 0 yields each of its samples once before any
+        repeat.
         """
         shard_seed = (
             _int_seed('shards', self.seed, epoch)
@@ -339,9 +446,11 @@ class WebImageTextDataset(IterableDataset):
             if pass_idx > 0 and self.shuffle_shards:
                 rng.shuffle(order)
             raw_before = state.raw
-            yield from self._shuffled(
-                self._read_shards(order, state), epoch, rank, worker,
-                pass_idx)
+            for sample in self._shuffled(
+                    self._read_shards(order, state), epoch, rank, worker, pass_idx):
+                if pass_idx > 0:
+                    sample['__repeat__'] = True
+                yield sample
             if state.raw == raw_before:
                 raise RuntimeError(
                     f'WebImageTextDataset: the {len(mine)} shard(s) of rank '
@@ -373,19 +482,30 @@ class WebImageTextDataset(IterableDataset):
         if self.caption_key not in sample:
             state.skip(f'missing caption: {where} (members: {members})')
             return None
+        raw_text = sample[self.caption_key]
+        if len(raw_text) > 4 * self.max_caption_chars:  # before decoding 10 MB
+            state.skip(f'caption too long: {where} ({len(raw_text)} bytes, more than '
+                       f'max_caption_chars={self.max_caption_chars})')
+            return None
         try:
-            text = sample[self.caption_key].decode('utf-8').strip()
-        except UnicodeDecodeError:
-            state.skip(f'bad caption: {where} (not valid UTF-8)')
+            text = raw_text.decode('utf-8').strip()
+        except UnicodeDecodeError as e:
+            state.skip(f'not UTF-8: {where}.{self.caption_key} (byte '
+                       f'0x{raw_text[e.start]:02x} at offset {e.start})')
             return None
         if not text:
-            state.skip(f'bad caption: {where} (empty)')
+            state.skip(f'empty caption: {where}')
+            return None
+        if len(text) > self.max_caption_chars:
+            state.skip(f'caption too long: {where} ({len(text)} characters, more than '
+                       f'max_caption_chars={self.max_caption_chars})')
             return None
         try:
+            check_image_pixels(io.BytesIO(sample[img_key]), self.max_image_pixels,
+                               f'{where}.{img_key}')
             img = decode_image_bgr(sample[img_key])
         except Exception as e:  # noqa: BLE001 - any undecodable image
-            state.skip(f'corrupt image: {where}.{img_key} '
-                       f'({short_message(e)})')
+            state.skip(describe_failure(e, f'{where}.{img_key}'))
             return None
         results = dict(
             img=img,
@@ -401,7 +521,9 @@ class WebImageTextDataset(IterableDataset):
         if out is None:
             state.skip(describe_failure(None, where))
             return None
-        return attach_skip_info(out, *state.take())
+        num_skipped, reasons, kinds = state.take()
+        return attach_skip_info(out, num_skipped, reasons,
+                                is_repeat=bool(sample.get('__repeat__')), kinds=kinds)
 
     def __iter__(self) -> Iterator[dict]:
         rank, world_size = self._dist()
@@ -418,6 +540,24 @@ class WebImageTextDataset(IterableDataset):
                 "Add custom_hooks=[dict(type='WebDatasetEpochHook')].",
                 logger='current',
                 level=logging.WARNING)
+        skip_epoch, skip_batches, _ = self._skip
+        if skip_epoch == epoch and skip_batches and num_workers > 1:
+            # The new data loader asks worker 0 first, but the next batch of the
+            # interrupted epoch is that of worker `skip_batches % W`: the workers
+            # take the roles (streams, shares) rotated by that much, which keeps
+            # the loader's round-robin order of the interrupted epoch.
+            worker = (worker + skip_batches) % num_workers
+        if info is not None:
+            # A worker's random augmentations depend only on (seed, epoch, rank,
+            # worker role) and its position in the stream, not on how often the
+            # worker processes were restarted: epochs differ even with
+            # persistent_workers=False, and a resumed epoch (roles rotated, see
+            # above) replays exactly. The main process (num_workers=0) keeps
+            # its generators, whose states the checkpoints hold.
+            aug_seed = _int_seed('augment', self.seed, epoch, rank, worker)
+            random.seed(aug_seed)
+            np.random.seed(aug_seed % 2**32)
+            torch.manual_seed(aug_seed)
         share = self.worker_share(worker, num_workers)
         if share == 0:
             return
@@ -427,19 +567,87 @@ class WebImageTextDataset(IterableDataset):
         else:
             samples = self._epoch_stream(epoch, rank, world_size, worker,
                                          num_workers, state)
-        produced = 0
+        produced, repeats = 0, 0
+        skip = self._outputs_to_skip(epoch, worker, num_workers)
+        if skip:
+            py_state, np_state, torch_state = _rng_states()
         try:
             for sample in samples:
                 out = self._process(sample, state)
                 if out is None:
                     continue
-                yield out
+                if sample.get('__repeat__'):
+                    if not repeats:
+                        print_log(
+                            f'WebImageTextDataset: epoch {epoch}, rank {rank}, worker '
+                            f'{worker}: its shards gave {produced} good samples, fewer than '
+                            f'its share of '
+                            f'{share}; {share - produced} samples are repeats. num_samples='
+                            f'{self.num_samples} is more than the shards hold (or shards are '
+                            'truncated / bad, see the warnings above).',
+                            logger='current',
+                            level=logging.WARNING)
+                    repeats += 1
                 produced += 1
+                if produced <= skip:
+                    if produced == skip:  # fast-forward done: as if never replayed
+                        _set_rng_states(py_state, np_state, torch_state, info is None)
+                    if produced >= share:
+                        return
+                    continue
+                yield out
                 if produced >= share:
                     return
         finally:
             if hasattr(samples, 'close'):
                 samples.close()
+
+    # ---------------------------------------------------------------- resuming
+    def skip_batches(self, num_batches: int, batch_size: Optional[int] = None,
+                     epoch: Optional[int] = None) -> None:
+        """Make the next epoch (or ``epoch``) start after ``num_batches`` batches.
+
+        Used by :class:`~rils_mm.engine.runner.ResumableEpochBasedTrainLoop` to
+        continue an interrupted epoch at the next unseen batch. The data loader
+        takes batches from its workers in turn (worker ``j % W`` makes batch
+        ``j`` while all have batches left), so each worker works out how many of
+        its own outputs were in the first ``num_batches`` batches and replays
+        its deterministic stream up to there without yielding them (decoding
+        and transforming them again, so that its random state is also where
+        the interrupted run left it; in the main process, ``num_workers=0``,
+        the global random states are put back afterwards since the checkpoint
+        restored them already).
+
+        Args:
+            num_batches (int): Batches of the epoch already trained.
+            batch_size (int, optional): The data loader's batch size. Defaults
+                to the data set's ``batch_size``.
+            epoch (int, optional): The epoch it applies to. Defaults to the
+                epoch the next ``__iter__`` will use.
+        """
+        batch_size = batch_size or self.batch_size
+        if num_batches and not batch_size:
+            raise ValueError('WebImageTextDataset.skip_batches needs a batch size')
+        if epoch is None:
+            epoch = int(self._shared_epoch[0])
+        self._skip = (int(epoch), int(num_batches), int(batch_size or 1))
+
+    def _outputs_to_skip(self, epoch: int, worker: int, num_workers: int) -> int:
+        """Outputs of ``worker`` that the first skipped batches hold."""
+        skip_epoch, num_batches, batch_size = getattr(self, '_skip', (None, 0, 1))
+        if skip_epoch != epoch or not num_batches:
+            return 0
+        left = [-(-self.worker_share(w, num_workers) // batch_size)
+                for w in range(num_workers)]
+        taken = [0] * num_workers
+        w = 0
+        for _ in range(num_batches):
+            while left[w] == 0:  # exhausted workers are passed over
+                w = (w + 1) % num_workers
+            left[w] -= 1
+            taken[w] += 1
+            w = (w + 1) % num_workers
+        return min(taken[worker] * batch_size, self.worker_share(worker, num_workers))
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(shards={len(self.urls)}, '

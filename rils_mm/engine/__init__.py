@@ -1,4 +1,15 @@
 from .hooks import *  # noqa: F401,F403
-from .optim_wrapper import AutocastOptimWrapper
+from .loops import ResumableEpochBasedTrainLoop, ResumableSampler
+from .optim_wrapper import (
+                            AutocastOptimWrapper,
+                            FiniteStepAmpOptimWrapper,
+                            FiniteStepOptimWrapper,
+                            NonFiniteStepError,
+)
+from .optimizers import BackboneLayerDecayOptimWrapperConstructor
 
-__all__ = ['AutocastOptimWrapper']
+__all__ = [
+    'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
+    'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
+    'BackboneLayerDecayOptimWrapperConstructor'
+]

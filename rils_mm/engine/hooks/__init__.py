@@ -1,10 +1,12 @@
+from .checkpoint_hook import AtomicCheckpointHook
 from .data_skip_hook import DataSkipCounterHook
 from .logit_scale_hook import LogitScaleClampHook
+from .nonfinite_step_hook import NonFiniteStepHook
 from .rng_state_hook import RNGStateHook
 from .webdataset_epoch_hook import WebDatasetEpochHook
 from .zero_shot_hook import ZeroShotClassifierHook
 
 __all__ = [
-    'DataSkipCounterHook', 'LogitScaleClampHook', 'RNGStateHook', 'WebDatasetEpochHook',
-    'ZeroShotClassifierHook'
+    'AtomicCheckpointHook', 'DataSkipCounterHook', 'LogitScaleClampHook', 'NonFiniteStepHook',
+    'RNGStateHook', 'WebDatasetEpochHook', 'ZeroShotClassifierHook'
 ]

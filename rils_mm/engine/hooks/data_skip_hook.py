@@ -1,6 +1,6 @@
 """Count the bad training samples the data sets skipped, and stop on broken data."""
-from collections import deque
-from typing import List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_gather_object, all_reduce
@@ -10,41 +10,63 @@ from mmpretrain.registry import HOOKS
 __all__ = ['DataSkipCounterHook']
 
 
+def _train_dataset(runner):
+    loop = getattr(runner, 'train_loop', None)
+    loader = getattr(loop, 'dataloader', None)
+    return getattr(loader, 'dataset', None)
+
+
 @HOOKS.register_module()
 class DataSkipCounterHook(Hook):
     """Track how many samples the data sets had to skip, and fail fast.
 
     :class:`~rils_mm.datasets.ImageTextDataset` and
     :class:`~rils_mm.datasets.WebImageTextDataset` replace a bad sample by the next
-    good one and record ``num_skipped`` / ``skip_reasons`` in its data sample's
-    metainfo. This hook sums them after every train iteration (the good samples
-    are counted as *used*), and:
+    good one and record in its data sample's metainfo ``num_skipped``,
+    ``skip_reasons``, ``skip_kinds`` and ``is_repeat`` (the sample stands in for a
+    bad one, or is read again because the shards ran out). This hook sums them
+    after every train iteration. A sample is *used* only if it is not a repeat,
+    so the counts are over **distinct** samples: with a fraction ``f`` of bad
+    rows, ``skipped / (used + skipped) = f`` (counting the stand-ins as used
+    would show ``f / (1 + f)``, and a 90 % broken set would look like 47 %).
+    Rows the data set dropped when it loaded its annotation file
+    (``num_invalid_rows``: empty captions, bytes that are not UTF-8, ...) count
+    as skipped too, once per epoch.
 
-    * every ``check_interval`` iterations sums the epoch's counts over all
-      ranks (``mmengine.dist.all_reduce``; a no-op without distributed
-      training) and, once at least ``min_samples`` samples were seen (used +
-      skipped), raises ``RuntimeError`` if ``skipped / (used + skipped) >
-      max_skip_ratio``: all ranks see the same totals, so they raise together
-      instead of leaving the others hanging in a collective;
-    * after each train epoch logs ``data: N samples used, M skipped (x.x%) this
-      epoch; examples: ...`` and stores ``train/data_used``,
-      ``train/data_skipped`` and ``train/data_skip_ratio`` in
-      ``runner.message_hub``'s runtime info, then does the same check.
+    * Every ``check_interval`` iterations the epoch's counts are summed over all
+      ranks (``mmengine.dist.all_reduce``; a no-op without distributed training)
+      and, once at least ``min_samples`` samples were seen, ``RuntimeError`` is
+      raised if ``bad / (used + bad) > max_skip_ratio`` (``bad`` = skipped +
+      dropped rows); all ranks see the same totals, so they raise together. The
+      message names the first bad files.
+    * After each train epoch it logs::
+
+        data: N distinct samples used, M skipped, D rows dropped at load time,
+        R repeats (x.x% bad) this epoch; skipped by kind: corrupt image 3, ...;
+        examples: ...
+
+      and stores ``train/data_used``, ``train/data_skipped``,
+      ``train/data_dropped_rows``, ``train/data_repeats``,
+      ``train/data_skip_ratio`` and ``train/data_skipped_by_kind`` in
+      ``runner.message_hub``'s runtime info (so they are in the epoch's
+      checkpoint), then does the same check.
 
     Counts restart every epoch (with an iteration-based loop, which has no
-    epochs, they accumulate over the run).
+    epochs, they accumulate over the run). A run resumed from a mid-epoch
+    checkpoint continues rank 0's counts of that epoch.
 
     Args:
-        max_skip_ratio (float): Largest tolerated fraction of skipped samples.
-            Defaults to 0.5.
-        min_samples (int): Samples (used + skipped, all ranks) needed before
+        max_skip_ratio (float): Largest tolerated fraction of bad distinct
+            samples. Defaults to 0.5.
+        min_samples (int): Samples (used + bad, all ranks) needed before
             the ratio is checked. Defaults to 200.
         check_interval (int): Iterations between two in-epoch checks.
             Defaults to 10.
-        num_examples (int): Skip reasons kept / shown. Defaults to 5.
+        num_examples (int): Skip reasons (the first ones) kept / shown.
+            Defaults to 5.
     """
 
-    priority = 'NORMAL'
+    priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the counts
 
     def __init__(self,
                  max_skip_ratio: float = 0.5,
@@ -60,21 +82,44 @@ class DataSkipCounterHook(Hook):
         self.min_samples = min_samples
         self.check_interval = check_interval
         self.num_examples = num_examples
+        self._resumed: Optional[dict] = None
         self._reset()
 
     def _reset(self) -> None:
         self._used = 0
         self._skipped = 0
+        self._repeats = 0
         self._iters = 0
-        self._examples: deque = deque(maxlen=self.num_examples)
+        self._kinds: Counter = Counter()
+        self._examples: List[str] = []
 
     def before_train(self, runner) -> None:
         """Start counting from zero."""
         self._reset()
 
     def before_train_epoch(self, runner) -> None:
-        """Start the epoch's counts from zero."""
+        """Start the epoch's counts from zero (or from a mid-epoch checkpoint's)."""
         self._reset()
+        state, self._resumed = self._resumed, None
+        if state and state.get('epoch') == runner.epoch:
+            self._used = int(state['used'])
+            self._skipped = int(state['skipped'])
+            self._repeats = int(state['repeats'])
+            self._kinds = Counter(state['kinds'])
+            self._examples = list(state['examples'])
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Keep this epoch's counts so far (rank 0's) for a mid-epoch resume."""
+        checkpoint['data_skip_counts'] = dict(
+            epoch=runner.epoch, used=self._used, skipped=self._skipped,
+            repeats=self._repeats, kinds=dict(self._kinds), examples=list(self._examples))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Remember the saved counts; used if the resumed epoch is unfinished."""
+        state = checkpoint.get('data_skip_counts')
+        if state and getattr(runner, '_resume', False):
+            from mmengine.dist import get_rank
+            self._resumed = state if get_rank() == 0 else None
 
     def after_train_iter(self,
                          runner,
@@ -82,77 +127,126 @@ class DataSkipCounterHook(Hook):
                          data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         """Add the batch's counts; every ``check_interval`` iters check them."""
-        used, skipped, reasons = self._count(data_batch)
+        used, repeats, skipped, kinds, reasons = self._count(data_batch)
         self._used += used
+        self._repeats += repeats
         self._skipped += skipped
-        self._examples.extend(reasons)
+        self._kinds.update(kinds)
+        room = self.num_examples - len(self._examples)
+        if room > 0:
+            self._examples.extend(reasons[:room])
         self._iters += 1
         if self._iters % self.check_interval == 0:
-            self._check(runner, *self._global_counts())
+            used, repeats, skipped = self._global_counts()
+            self._check(runner, used, skipped + self._dropped(runner)[0])
 
     def after_train_epoch(self, runner) -> None:
         """Log and record the epoch's counts, then check them."""
-        used, skipped = self._global_counts()
-        examples = self._global_examples()
-        total = used + skipped
-        ratio = skipped / total if total else 0.0
-        msg = (f'data: {used} samples used, {skipped} skipped '
-               f'({100 * ratio:.1f}%) this epoch')
-        if examples:
-            msg += '; examples: ' + ' | '.join(examples)
+        used, repeats, skipped = self._global_counts()
+        kinds, examples = self._global_kinds_and_examples()
+        dropped, dropped_kinds, dropped_examples = self._dropped(runner)
+        bad = skipped + dropped
+        total = used + bad
+        ratio = bad / total if total else 0.0
+        msg = f'data: {used} distinct samples used, {skipped} skipped'
+        if dropped:
+            msg += f', {dropped} rows dropped at load time'
+        msg += f', {repeats} repeats ({100 * ratio:.1f}% bad) this epoch'
+        all_kinds = Counter(kinds)
+        all_kinds.update(dropped_kinds)
+        if all_kinds:
+            msg += '; skipped by kind: ' + ', '.join(
+                f'{k} {n}' for k, n in sorted(all_kinds.items(), key=lambda kv: -kv[1]))
+        shown = (dropped_examples + examples)[:self.num_examples] if self.num_examples else []
+        if shown:
+            msg += '; examples: ' + ' | '.join(shown)
         runner.logger.info(msg)
         hub = runner.message_hub
         hub.update_info('train/data_used', used)
         hub.update_info('train/data_skipped', skipped)
+        hub.update_info('train/data_dropped_rows', dropped)
+        hub.update_info('train/data_repeats', repeats)
         hub.update_info('train/data_skip_ratio', ratio)
-        self._check(runner, used, skipped, examples)
+        hub.update_info('train/data_skipped_by_kind', dict(all_kinds))
+        self._check(runner, used, bad, shown)
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
-    def _count(data_batch) -> Tuple[int, int, List[str]]:
-        """``(used, skipped, reasons)`` of one collated batch."""
+    def _count(data_batch) -> Tuple[int, int, int, Dict[str, int], List[str]]:
+        """``(used, repeats, skipped, kinds, reasons)`` of one collated batch."""
         if not isinstance(data_batch, dict):
-            return 0, 0, []
+            return 0, 0, 0, {}, []
         data_samples = data_batch.get('data_samples')
         if data_samples is None:
-            return 0, 0, []
+            return 0, 0, 0, {}, []
         if not isinstance(data_samples, Sequence):
             data_samples = [data_samples]
-        skipped, reasons = 0, []
+        used = repeats = skipped = 0
+        kinds: Counter = Counter()
+        reasons: List[str] = []
         for sample in data_samples:
             meta = getattr(sample, 'metainfo', None) or {}
-            skipped += int(meta.get('num_skipped', 0) or 0)
-            reasons.extend(meta.get('skip_reasons', None) or [])
-        return len(data_samples), skipped, reasons
+            n = int(meta.get('num_skipped', 0) or 0)
+            skipped += n
+            sample_reasons = list(meta.get('skip_reasons', None) or [])
+            reasons.extend(sample_reasons)
+            sample_kinds = meta.get('skip_kinds')
+            if sample_kinds is None:
+                from rils_mm.datasets.utils import skip_kind
+                sample_kinds = Counter(skip_kind(r) for r in sample_reasons[:n])
+            kinds.update(sample_kinds)
+            if meta.get('is_repeat', False):
+                repeats += 1
+            else:
+                used += 1
+        return used, repeats, skipped, dict(kinds), reasons
 
-    def _global_counts(self) -> Tuple[int, int]:
-        counts = torch.tensor([self._used, self._skipped], dtype=torch.int64)
+    @staticmethod
+    def _dropped(runner) -> Tuple[int, Dict[str, int], List[str]]:
+        """Rows the train data set dropped at load time (same on every rank)."""
+        dataset = _train_dataset(runner)
+        num = getattr(dataset, 'num_invalid_rows', 0)
+        if not isinstance(num, int):
+            return 0, {}, []
+        kinds = getattr(dataset, 'invalid_row_kinds', None) or ({'invalid row': num}
+                                                                 if num else {})
+        examples = list(getattr(dataset, 'invalid_row_examples', None) or [])
+        return num, dict(kinds), examples
+
+    def _global_counts(self) -> Tuple[int, int, int]:
+        counts = torch.tensor([self._used, self._repeats, self._skipped], dtype=torch.int64)
         all_reduce(counts, op='sum')
-        return int(counts[0]), int(counts[1])
+        return int(counts[0]), int(counts[1]), int(counts[2])
 
-    def _global_examples(self) -> List[str]:
-        gathered = all_gather_object(list(self._examples))
-        merged = [r for rank_examples in gathered for r in rank_examples]
-        return merged[-self.num_examples:] if self.num_examples else []
+    def _global_kinds_and_examples(self) -> Tuple[Dict[str, int], List[str]]:
+        gathered = all_gather_object((dict(self._kinds), list(self._examples)))
+        kinds: Counter = Counter()
+        examples: List[str] = []
+        for rank_kinds, rank_examples in gathered:
+            kinds.update(rank_kinds)
+            examples.extend(rank_examples)
+        return dict(kinds), examples[:self.num_examples] if self.num_examples else []
 
     def _check(self,
                runner,
                used: int,
-               skipped: int,
+               bad: int,
                examples: Optional[List[str]] = None) -> None:
-        total = used + skipped
+        total = used + bad
         if total < self.min_samples or total == 0:
             return
-        ratio = skipped / total
+        ratio = bad / total
         if ratio <= self.max_skip_ratio:
             return
         if examples is None:
-            examples = self._global_examples()
+            dropped_examples = self._dropped(runner)[2]
+            examples = (dropped_examples + self._global_kinds_and_examples()[1])
+            examples = examples[:self.num_examples] if self.num_examples else []
         shown = '\n  '.join(examples) if examples else '(no reasons recorded)'
         raise RuntimeError(
-            f'DataSkipCounterHook: {skipped} of {total} training samples '
+            f'DataSkipCounterHook: {bad} of {total} distinct training samples '
             f'({100 * ratio:.1f}%) were bad and skipped in epoch '
             f'{runner.epoch}, more than max_skip_ratio='
             f'{self.max_skip_ratio:.0%}; the training data looks broken '
-            '(missing / corrupt images or empty captions). Recent '
-            f'reasons:\n  {shown}')
+            '(missing / corrupt images or empty captions). First bad '
+            f'samples:\n  {shown}')

@@ -61,7 +61,15 @@ class ZeroShotClassifierMixin:
                 data_samples: Optional[List[DataSample]] = None,
                 **kwargs) -> List[DataSample]:
         """Zero-shot classification: ``pred_score`` = softmax over classes of
-        ``(1 / sigma) <z^I, w_c>``."""
+        ``(1 / sigma) <z^I, w_c>``.
+
+        Retrieval mode, when the data samples carry ``text_tokens`` (K, L), the
+        K captions of each image (:class:`KarpathyRetrievalDataset`): each
+        sample gets ``image_embedding`` ``z^I`` (D,) and ``text_embeddings``
+        ``z^T`` (K, D) for :class:`ImageTextRetrievalRecall`.
+        """
+        if data_samples and 'text_tokens' in data_samples[0]:
+            return self.predict_retrieval(inputs, data_samples)
         if self.zero_shot_weights is None:
             raise RuntimeError(
                 f'{type(self).__name__}.predict needs a zero-shot classifier: call '
@@ -74,4 +82,19 @@ class ZeroShotClassifierMixin:
             data_samples = [DataSample() for _ in range(scores.shape[0])]
         for ds, score in zip(data_samples, scores):
             ds.set_pred_score(score).set_pred_label(score.argmax())
+        return data_samples
+
+    @torch.no_grad()
+    def predict_retrieval(self, inputs: torch.Tensor,
+                          data_samples: List[DataSample]) -> List[DataSample]:
+        """Image and caption embeddings (Eq. 4) of a batch for retrieval."""
+        z_image = self.encode_image(inputs).float()
+        tokens = torch.cat([ds.text_tokens for ds in data_samples])
+        z_text = self.encode_text(tokens.to(z_image.device)).float()
+        start = 0
+        for ds, z in zip(data_samples, z_image):
+            k = len(ds.text_tokens)
+            ds.set_field(z, 'image_embedding')
+            ds.set_field(z_text[start:start + k], 'text_embeddings')
+            start += k
         return data_samples

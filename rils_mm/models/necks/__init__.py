@@ -1,3 +1,4 @@
 from .rils_decoder import RILSDecoder
+from .simple_fpn import SimpleFPN
 
-__all__ = ['RILSDecoder']
+__all__ = ['RILSDecoder', 'SimpleFPN']

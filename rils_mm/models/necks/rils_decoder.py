@@ -1,6 +1,11 @@
 """RILS vision decoder (V-Dec, Eq. 3)."""
+from typing import Union
+
+import torch
 from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
+
+from ..utils.activation_checkpoint import run_blocks
 
 
 @MODELS.register_module()
@@ -27,6 +32,8 @@ class RILSDecoder(MAEPretrainDecoder):
         decoder_num_heads (int): heads. Defaults to 12.
         predict_feature_dim (int, optional): output width; defaults to
             ``embed_dim``.
+        with_cp (bool | int): activation checkpointing of all (True) or of
+            the first ``n`` blocks. Defaults to False.
     """
 
     def __init__(self,
@@ -38,6 +45,7 @@ class RILSDecoder(MAEPretrainDecoder):
                  mlp_ratio: int = 4,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  predict_feature_dim=None,
+                 with_cp: Union[bool, int] = False,
                  init_cfg=None) -> None:
         super().__init__(
             num_patches=num_patches,
@@ -49,3 +57,19 @@ class RILSDecoder(MAEPretrainDecoder):
             norm_cfg=norm_cfg,
             predict_feature_dim=predict_feature_dim or embed_dim,
             init_cfg=init_cfg)
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """``g`` (B, N, C) from the masked view's tokens ``x`` (CLS +
+        visible) and the unshuffling indices: mmpretrain's
+        ``MAEPretrainDecoder.forward`` with optional per-block checkpointing."""
+        x = self.decoder_embed(x)
+        mask_tokens = self.mask_token.expand(
+            x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], -1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(
+            x_, dim=1, index=ids_restore[..., None].expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1) + self.decoder_pos_embed
+        x = run_blocks(self.decoder_blocks, x, self.with_cp)
+        x = self.decoder_pred(self.decoder_norm(x))
+        return x[:, 1:, :]  # drop the CLS position

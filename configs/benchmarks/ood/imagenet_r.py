@@ -1,0 +1,8 @@
+# Zero-shot out-of-distribution classification (Table 8): ImageNet-R (200 classes) as it ships
+# (<root>/<wnid>/*.jpg); scored over its 200 classes.
+# tools/test.py MODEL_CONFIG CHECKPOINT --benchmark configs/benchmarks/ood/imagenet_r.py
+_base_ = ['../_base_/zero_shot.py']
+test_dataloader = dict(
+    dataset=dict(key='imagenet1k', data_root='data/imagenet-r/',
+                 data_format='imagefolder', folder_labels='wnid',
+                 wnid_subset='imagenet-r'))
