@@ -21,6 +21,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
          end=25, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=25)
+# EpochBasedTrainLoop that resumes a mid-epoch checkpoint at the next unseen batch
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=25)
 # lr 5e-4 is for the global batch 4096 (32 GPUs x 128); `--auto-scale-lr` rescales it.
 auto_scale_lr = dict(base_batch_size=4096, enable=False)
