@@ -73,9 +73,8 @@ class _StreamState:
         """Record a bad sample; raise if too many failed in a row."""
         self.pending += 1
         self.kinds[skip_kind(reason)] += 1
-        self.reasons.append(reason)
-        if len(self.reasons) > 10:
-            del self.reasons[:-10]
+        if len(self.reasons) < 10:  # the first ones name the bad files; kinds count all
+            self.reasons.append(reason)
         if self.pending > self.max_failures:
             last = '\n  '.join(self.reasons[-5:])
             raise RuntimeError(
