@@ -7,8 +7,11 @@
 optim_wrapper = dict(
     type='FiniteStepAmpOptimWrapper',  # AmpOptimWrapper that skips non-finite steps
     loss_scale='dynamic',
+    # fused=True: one fused kernel per step (CUDA, and CPU with torch >= 2.4); the
+    # same update as the default foreach AdamW (tests/test_performance.py) and a
+    # 6.8x faster optimiser step on this project's CPU (README, Performance).
     optimizer=dict(
-        type='AdamW', lr=5e-4, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8),
+        type='AdamW', lr=5e-4, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8, fused=True),
     paramwise_cfg=dict(
         bias_decay_mult=0.0,
         norm_decay_mult=0.0,
