@@ -116,8 +116,9 @@ class LanguageSpaceReconLoss(nn.Module):
         target_temperature (float): tau_1. Defaults to 0.04.
         pred_temperature (float): tau_2. Defaults to 0.1.
         loss_weight (float): lambda_2 of Eq. 10. Defaults to 0.5.
-        chunk_size (int): rows of the logit matrix computed at once.
-            Defaults to 8192.
+        chunk_size (int): rows of the logit matrix computed at once; the loss
+            holds about 4 x ``chunk_size`` x T fp32 values at its peak (32 MiB
+            per chunk at T = 4096 texts). Defaults to 2048.
         local_loss (bool): per-rank normaliser (see above). Defaults to True.
         eps (float): added to the per-rank normaliser, as in the official
             code. Defaults to 1e-6.
@@ -127,7 +128,7 @@ class LanguageSpaceReconLoss(nn.Module):
                  target_temperature: float = 0.04,
                  pred_temperature: float = 0.1,
                  loss_weight: float = 0.5,
-                 chunk_size: int = 8192,
+                 chunk_size: int = 2048,
                  local_loss: bool = True,
                  eps: float = 1e-6) -> None:
         super().__init__()
