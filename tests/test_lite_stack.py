@@ -3,8 +3,10 @@
 `bash tools/quickstart.sh` sets up the lite environment (mmcv-lite, no compiler;
 tools/setup_env.sh --lite). This runs `import rils_mm` and two training iterations
 of the quick-start config through mmengine's Runner in a process where `mmcv._ext`
-(what mmcv-lite lacks), mmdet, mmseg and clip_benchmark cannot be imported, so a
-module-level import of any of them in the pretraining path fails here.
+(what mmcv-lite lacks), mmdet, mmseg, clip_benchmark, transformers and pycocotools cannot
+be imported (and mmpretrain sees no transformers / pycocotools installed, as in the lite
+setup), so a module-level import of any of them in the pretraining path, or a registry
+name clashing with mmpretrain's placeholders for its multimodal models, fails here.
 """
 import os
 import os.path as osp
@@ -15,17 +17,32 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 SCRIPT = r'''
 import sys
-for name in ('mmcv._ext', 'mmdet', 'mmseg', 'clip_benchmark'):
+for name in ('mmcv._ext', 'mmdet', 'mmseg', 'clip_benchmark', 'transformers', 'pycocotools'):
     sys.modules[name] = None  # `import name` raises ImportError, find_spec gives None
+# mmpretrain decides by installed distributions whether to register its multimodal
+# models or placeholders (named e.g. 'CLIP'): make it see the lite setup's.
+import importlib_metadata
+_distribution = importlib_metadata.distribution
+
+
+def distribution(name):
+    if name in ('transformers', 'pycocotools'):
+        raise importlib_metadata.PackageNotFoundError(name)
+    return _distribution(name)
+
+
+importlib_metadata.distribution = distribution
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmengine.utils.dl_utils import mmcv_full_available
 
 import rils_mm  # noqa: F401
+from mmpretrain.utils.dependency import WITH_MULTIMODAL
 from rils_mm.testing import generate_toy_corpus
 
 assert not mmcv_full_available()
+assert not WITH_MULTIMODAL  # mmpretrain's placeholders are registered
 try:
     import mmcv.ops  # noqa: F401
 except ImportError:
