@@ -10,6 +10,6 @@ from .version import __version__
 
 register_checkpoint_safety()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -60,26 +60,81 @@ def test_data_size_variants_only_change_the_data():
     assert large.head.embed_dims == 768 and large.neck.embed_dim == 1024
 
 
-def test_no_weight_decay_on_biases_norms_embeddings_and_tokens():
+def slip_decays(name, p):
+    """SLIP's main.py rule (the recipe of the paper and the official code): no weight decay
+    for parameters with fewer than 2 dimensions or with 'bias', 'ln' or 'bn' in the name."""
+    return not (p.ndim < 2 or 'bias' in name or 'ln' in name or 'bn' in name)
+
+
+# What decays in the ViT-B/16 paper model (layer indices written N): tokens, embeddings and
+# the projections theta, phi included.
+PAPER_DECAY = {
+    'backbone.cls_token', 'backbone.patch_embed.projection.weight',
+    'backbone.layers.N.attn.qkv.weight', 'backbone.layers.N.attn.proj.weight',
+    'backbone.layers.N.ffn.layers.N.0.weight', 'backbone.layers.N.ffn.layers.N.weight',
+    'neck.mask_token', 'neck.decoder_embed.weight', 'neck.decoder_pred.weight',
+    'neck.decoder_blocks.N.attn.qkv.weight', 'neck.decoder_blocks.N.attn.proj.weight',
+    'neck.decoder_blocks.N.ffn.layers.N.0.weight', 'neck.decoder_blocks.N.ffn.layers.N.weight',
+    'text_encoder.transformer.token_embedding.weight',
+    'text_encoder.transformer.positional_embedding',
+    'text_encoder.transformer.transformer.resblocks.N.attn.in_proj_weight',
+    'text_encoder.transformer.transformer.resblocks.N.attn.out_proj.weight',
+    'text_encoder.transformer.transformer.resblocks.N.mlp.c_fc.weight',
+    'text_encoder.transformer.transformer.resblocks.N.mlp.c_proj.weight',
+    'head.image_projection.weight', 'head.text_projection.weight',
+}
+# What does not: biases (q/v biases too), LayerNorms, the logit scale log(1 / sigma).
+PAPER_NO_DECAY = {
+    'backbone.patch_embed.projection.bias', 'backbone.layers.N.ln1.weight',
+    'backbone.layers.N.ln1.bias', 'backbone.layers.N.attn.qkv.q_bias',
+    'backbone.layers.N.attn.qkv.v_bias', 'backbone.layers.N.attn.proj.bias',
+    'backbone.layers.N.ln2.weight', 'backbone.layers.N.ln2.bias',
+    'backbone.layers.N.ffn.layers.N.0.bias', 'backbone.layers.N.ffn.layers.N.bias',
+    'backbone.ln1.weight', 'backbone.ln1.bias',
+    'neck.decoder_embed.bias', 'neck.decoder_pred.bias', 'neck.ln1.weight', 'neck.ln1.bias',
+    'neck.decoder_blocks.N.ln1.weight', 'neck.decoder_blocks.N.ln1.bias',
+    'neck.decoder_blocks.N.attn.qkv.bias', 'neck.decoder_blocks.N.attn.proj.bias',
+    'neck.decoder_blocks.N.ln2.weight', 'neck.decoder_blocks.N.ln2.bias',
+    'neck.decoder_blocks.N.ffn.layers.N.0.bias', 'neck.decoder_blocks.N.ffn.layers.N.bias',
+    'text_encoder.transformer.transformer.resblocks.N.ln_1.weight',
+    'text_encoder.transformer.transformer.resblocks.N.ln_1.bias',
+    'text_encoder.transformer.transformer.resblocks.N.attn.in_proj_bias',
+    'text_encoder.transformer.transformer.resblocks.N.attn.out_proj.bias',
+    'text_encoder.transformer.transformer.resblocks.N.ln_2.weight',
+    'text_encoder.transformer.transformer.resblocks.N.ln_2.bias',
+    'text_encoder.transformer.transformer.resblocks.N.mlp.c_fc.bias',
+    'text_encoder.transformer.transformer.resblocks.N.mlp.c_proj.bias',
+    'text_encoder.transformer.ln_final.weight', 'text_encoder.transformer.ln_final.bias',
+    'head.logit_scale',
+}
+
+
+@pytest.mark.slow
+def test_weight_decay_groups_are_slips():
+    """Build the paper model and the paper config's optimizer; every trainable parameter
+    decays (wd 0.5) exactly when SLIP's rule says so, and the lists above are complete."""
+    import re
+
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
-
-    from rils_mm.testing import tiny_rils_cfg
     init_default_scope('mmpretrain')
-    model = MODELS.build(tiny_rils_cfg())
-    opt_cfg = cfg_of('rils_vitb16_l20m.py').optim_wrapper
+    cfg = cfg_of('rils_vitb16_l20m.py')
+    model = MODELS.build(cfg.model)
+    opt_cfg = cfg.optim_wrapper
     opt_cfg.type = 'OptimWrapper'  # AMP needs a GPU; the parameter groups are the same
     opt_cfg.pop('loss_scale')
     wrapper = build_optim_wrapper(model, opt_cfg)
     decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups
              for p in g['params']}
+    decayed, not_decayed = set(), set()
     for name, p in model.named_parameters():
         if not p.requires_grad:  # the fixed sin-cos position tables
-            assert id(p) not in decay
+            assert id(p) not in decay and name.endswith('pos_embed'), name
             continue
-        no_decay = (p.ndim <= 1 or 'token_embedding' in name or 'positional_embedding' in name
-                    or 'cls_token' in name or 'mask_token' in name)
-        assert decay[id(p)] == (0.0 if no_decay else 0.5), name
+        assert decay[id(p)] == (0.5 if slip_decays(name, p) else 0.0), name
+        (decayed if decay[id(p)] else not_decayed).add(re.sub(r'\.\d+\.', '.N.', name))
+    assert decayed == PAPER_DECAY
+    assert not_decayed == PAPER_NO_DECAY
 
 
 @pytest.mark.slow

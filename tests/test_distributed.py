@@ -1,4 +1,5 @@
-"""2 CPU processes (gloo), batch b each, against 1 process holding batch 2b.
+"""2 CPU processes (gloo), batch b each, against 1 process holding batch 2b, with the
+exact (global-batch) loss options.
 
 Same weights, same masks: every rank reports the single-process loss values, and the
 DDP-averaged parameter gradients equal the single-process ones.
@@ -12,6 +13,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 B_PER_RANK = 4
+# The exact (global-batch) options; the official defaults are checked against per-rank
+# references in test_distributed_losses.py.
+EXACT = dict(
+    contrastive_loss=dict(type='ImageTextContrastiveLoss', local_loss=False,
+                          gather_with_grad=True),
+    recon_loss=dict(type='LanguageSpaceReconLoss', local_loss=False))
 
 
 def _free_port():
@@ -25,7 +32,7 @@ def _build(state_path, text_grad):
 
     import rils_mm  # noqa: F401
     from rils_mm.testing import tiny_rils_cfg
-    model = MODELS.build(tiny_rils_cfg(text_grad_in_recon=text_grad))
+    model = MODELS.build(tiny_rils_cfg(text_grad_in_recon=text_grad, **EXACT))
     model.load_state_dict(torch.load(state_path, weights_only=True))
     return model
 
@@ -80,7 +87,7 @@ def test_two_ranks_equal_one_process(tmp_path, text_grad, force_aligned):
     from rils_mm.testing import fake_batch, tiny_rils_cfg
 
     torch.manual_seed(0)
-    model = MODELS.build(tiny_rils_cfg(text_grad_in_recon=text_grad))
+    model = MODELS.build(tiny_rils_cfg(text_grad_in_recon=text_grad, **EXACT))
     model.init_weights()
     state_path, batch_path = tmp_path / 'state.pt', tmp_path / 'batch.pt'
     torch.save(model.state_dict(), state_path)
@@ -99,7 +106,7 @@ def test_two_ranks_equal_one_process(tmp_path, text_grad, force_aligned):
     finally:
         head_mod.aligned_image_mask = original
 
-    for key in ('loss_contrastive', 'loss_recon', 'aligned_ratio'):
+    for key in ('loss_contrastive', 'loss_recon', 'recon_ce', 'aligned_ratio'):
         torch.testing.assert_close(d_losses[key], s_losses[key], rtol=1e-5, atol=1e-5)
     if force_aligned:
         assert s_losses['loss_recon'] > 0

@@ -239,7 +239,7 @@ def test_low_shot_tool(toy):
         accs = []
         for seed in (0, 1, 2):
             idx = sample_k_per_class(labels, k, seed)
-            clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+            clf = LogisticRegression(C=1.0, max_iter=1000, tol=1e-8, random_state=seed)
             clf.fit(feats[idx], labels[idx])
             accs.append((clf.predict(feats) == labels).mean() * 100)
         assert res[k]['accs'] == pytest.approx(accs, abs=1e-6)
@@ -277,3 +277,24 @@ def test_report_tool_writes_the_table_beside_the_paper(toy):
     assert ours[cols.index('Average')] == value
     assert paper_row[cols.index('Average')] == '40.2'
     assert 'Low-shot' not in report  # no ImageNet train folder: skipped
+
+
+def test_clip_benchmark_cli_model_type(toy):
+    """``--model_type rils_mm`` (config as --model, checkpoint as --pretrained) in
+    clip-benchmark's own loader table."""
+    import clip_benchmark.models as cbm
+
+    from rils_mm.evaluation.clip_benchmark_adapter import register_with_clip_benchmark
+    register_with_clip_benchmark()
+    assert 'rils_mm' in cbm.MODEL_TYPES
+    model, transform, tokenizer = cbm.load_clip('rils_mm', toy['cfg_path'], toy['ckpt'],
+                                                None, 'cpu')
+    img = Image.open(next(osp.join(r, f) for r, _, fs in os.walk(toy['folder']) for f in fs))
+    x = transform(img)
+    assert x.shape == (3, SIZE, SIZE)
+    torch.testing.assert_close(x, _preprocess(toy['model'], img.filename))
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x[None]), toy['model'].encode_image(x[None]))
+        tokens = tokenizer(['a red circle.'])
+        assert tokens.shape == (1, CONTEXT)
+        torch.testing.assert_close(model.encode_text(tokens), toy['model'].encode_text(tokens))

@@ -170,3 +170,25 @@ def test_low_shot_logistic_regression_known_answer():
         assert res[k]['accs'] == pytest.approx([90.0] * 3)
         assert res[k]['mean'] == pytest.approx(90.0)
         assert res[k]['std'] == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_low_shot_fits_with_a_thousand_classes():
+    """ImageNet-like shape (1000 classes, 768-d, 5 per class): scikit-learn's default
+    tol (1e-4) stops L-BFGS before its first step there (0 iterations, chance accuracy);
+    the protocol's tol lets it fit. Capped at 3 iterations to stay fast."""
+    rng = np.random.default_rng(0)
+    num_classes, dim = 1000, 768
+    means = rng.standard_normal((num_classes, dim)).astype(np.float32)
+    means /= np.linalg.norm(means, axis=1, keepdims=True)  # as tools/low_shot.py --synthetic
+    noise = 4.0 / np.sqrt(dim)
+    train_y = np.repeat(np.arange(num_classes), 5)
+    test_y = np.arange(num_classes)
+    train_x = means[train_y] + noise * rng.standard_normal((len(train_y), dim), np.float32)
+    test_x = means[test_y] + noise * rng.standard_normal((num_classes, dim), np.float32)
+    kw = dict(shots=(5, ), seeds=(0, ), C=1.0, max_iter=3)
+    stuck = low_shot_logistic_regression(train_x, train_y, test_x, test_y, tol=1e-4, **kw)
+    assert stuck[5]['iterations'] == [0] and stuck[5]['mean'] <= 0.2  # the trap
+    res = low_shot_logistic_regression(train_x, train_y, test_x, test_y, **kw)
+    assert res[5]['iterations'][0] >= 1
+    assert res[5]['mean'] > 5.0  # chance is 0.1%

@@ -37,9 +37,10 @@ def contrastive_by_equation(img, txt, scale):
 
 
 def recon_by_equation(pred, target, text, mask, aligned, tau1, tau2):
-    """Eqs. 7-9 with python floats: mean over i in C, k in M of -sum_l p_l log q_l."""
+    """Eqs. 7-9 with python floats: the mean over i in C, k in M of KL(p || q), and of the
+    cross-entropy -sum_l p_l log q_l."""
     zt = [_unit(v) for v in text.tolist()]
-    total, count = 0.0, 0
+    kl, ce, count = 0.0, 0.0, 0
     for i in range(pred.shape[0]):
         if not aligned[i]:
             continue
@@ -52,9 +53,10 @@ def recon_by_equation(pred, target, text, mask, aligned, tau1, tau2):
             eq = [math.exp(_dot(g, z) / tau2) for z in zt]
             p = [e / sum(ep) for e in ep]
             q = [e / sum(eq) for e in eq]
-            total += -sum(pl * math.log(ql) for pl, ql in zip(p, q))
+            kl += sum(pl * math.log(pl / ql) for pl, ql in zip(p, q))
+            ce += -sum(pl * math.log(ql) for pl, ql in zip(p, q))
             count += 1
-    return total / count
+    return kl / count, ce / count
 
 
 @pytest.mark.parametrize('scale', [1.0, 1 / 0.07, 100.0])
@@ -90,10 +92,34 @@ def test_recon_matches_equations_8_9(tau1, tau2):
     text = torch.randn(T, D, generator=g)
     mask = torch.rand(B, N, generator=g) > 0.4
     aligned = torch.tensor([True, False, True, True])
-    loss = LanguageSpaceReconLoss(tau1, tau2, loss_weight=1.0)(pred, target, text, mask,
-                                                                aligned)
-    expected = recon_by_equation(pred, target, text, mask, aligned, tau1, tau2)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss, ce = LanguageSpaceReconLoss(tau1, tau2, loss_weight=1.0)(
+        pred, target, text, mask, aligned, return_cross_entropy=True)
+    kl_expected, ce_expected = recon_by_equation(pred, target, text, mask, aligned, tau1, tau2)
+    assert loss.item() == pytest.approx(kl_expected, rel=1e-5)  # the value is the KL
+    assert ce.item() == pytest.approx(ce_expected, rel=1e-5)
+
+
+def test_logged_kl_is_cross_entropy_minus_target_entropy():
+    """KL(p || q) = CE(p, q) - H(p), H(p) = -sum_l p_l log p_l, averaged over C x M."""
+    g = torch.Generator().manual_seed(13)
+    pred, target = torch.randn(3, 5, 8, generator=g), torch.randn(3, 5, 8, generator=g)
+    text = torch.randn(6, 8, generator=g)
+    mask, aligned = torch.rand(3, 5, generator=g) > 0.3, torch.tensor([True, True, False])
+    lam = 0.5
+    kl, ce = LanguageSpaceReconLoss(0.04, 0.1, loss_weight=lam)(
+        pred, target, text, mask, aligned, return_cross_entropy=True)
+    entropy, count = 0.0, 0
+    zt = [_unit(v) for v in text.tolist()]
+    for i in range(3):
+        for k in range(5):
+            if aligned[i] and mask[i, k]:
+                f = _unit(target[i, k].tolist())
+                e = [math.exp(_dot(f, z) / 0.04) for z in zt]
+                p = [x / sum(e) for x in e]
+                entropy += -sum(pl * math.log(pl) for pl in p)
+                count += 1
+    assert kl.item() == pytest.approx(ce.item() - lam * entropy / count, rel=1e-5)
+    assert ce.item() > kl.item() > 0
 
 
 def test_recon_chunking_and_weight_do_not_change_the_value():
@@ -154,3 +180,101 @@ def test_aligned_set_is_argmax_over_texts():
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     # image 2's best text is text 0, not its own caption
     assert aligned_image_mask(img, txt).tolist() == [True, True, False]
+
+
+def _plain_recon(pred, target, text, tau1, tau2):
+    """Eq. 9 summed over rows with ordinary autograd: sg[p] . (log p - log q)."""
+    with torch.no_grad():
+        log_p = torch.log_softmax(target @ text.t() / tau1, dim=-1)
+    log_q = torch.log_softmax(pred @ text.t() / tau2, dim=-1)
+    ce = -(log_p.exp() * log_q).sum()
+    return ce + (log_p.exp() * log_p).sum(), ce
+
+
+@pytest.mark.parametrize('chunk_size', [1, 3, 7, 1000])
+def test_chunked_recomputing_function_equals_plain_autograd(chunk_size):
+    """PrototypeKLDivergence: same values and the same gradients (pred and texts) as
+    autograd through the plain formula, for chunk sizes that do and do not divide K."""
+    from rils_mm.models.losses.recon import PrototypeKLDivergence
+    g = torch.Generator().manual_seed(7)
+    K, T, D = 20, 9, 6
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    pred = unit(torch.randn(K, D, generator=g, dtype=torch.float64)).requires_grad_()
+    target = unit(torch.randn(K, D, generator=g, dtype=torch.float64))
+    text = unit(torch.randn(T, D, generator=g, dtype=torch.float64)).requires_grad_()
+    w_kl, w_ce = 0.3, 1.7  # both outputs used: their gradients add up
+
+    kl, ce = PrototypeKLDivergence.apply(pred, target, text, 0.04, 0.1, chunk_size)
+    (w_kl * kl + w_ce * ce).backward()
+    grads = pred.grad.clone(), text.grad.clone()
+    pred.grad = text.grad = None
+
+    kl_ref, ce_ref = _plain_recon(pred, target, text, 0.04, 0.1)
+    (w_kl * kl_ref + w_ce * ce_ref).backward()
+    torch.testing.assert_close(kl, kl_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ce, ce_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[0], pred.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grads[1], text.grad, rtol=1e-10, atol=1e-12)
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0
+
+
+def test_recon_module_gradient_equals_plain_path_through_normalisation():
+    """The module (selection, normalisation, lambda_2, |C||M|) backpropagates like the plain
+    formula written with autograd."""
+    g = torch.Generator().manual_seed(8)
+    pred = torch.randn(3, 6, 5, generator=g, requires_grad=True)
+    target = torch.randn(3, 6, 5, generator=g)
+    text = torch.randn(4, 5, generator=g, requires_grad=True)
+    mask, aligned = torch.rand(3, 6, generator=g) > 0.5, torch.tensor([True, False, True])
+    LanguageSpaceReconLoss(0.04, 0.1, loss_weight=0.5, chunk_size=2)(
+        pred, target, text, mask, aligned).backward()
+    grads = pred.grad.clone(), text.grad.clone()
+    pred.grad = text.grad = None
+    sel = mask & aligned[:, None]
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    kl, _ = _plain_recon(unit(pred[sel]), unit(target[sel]), unit(text), 0.04, 0.1)
+    (0.5 * kl / (sel.sum() + 1e-6)).backward()
+    torch.testing.assert_close(grads[0], pred.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], text.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_losses_are_fp32_under_autocast():
+    """Logits are computed in fp32 even inside a bf16 autocast region."""
+    g = torch.Generator().manual_seed(9)
+    pred, target = torch.randn(2, 6, 16, generator=g), torch.randn(2, 6, 16, generator=g)
+    text, img = torch.randn(5, 16, generator=g), torch.randn(5, 16, generator=g)
+    mask, aligned = torch.ones(2, 6), torch.tensor([True, True])
+    recon = LanguageSpaceReconLoss()
+    contra = ImageTextContrastiveLoss()
+    ref = recon(pred, target, text, mask, aligned), contra(img, text, 100.0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = recon(pred, target, text, mask, aligned), contra(img, text, 100.0)
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('local_loss,gather_with_grad', [(True, False), (False, True),
+                                                         (True, True), (False, False)])
+def test_contrastive_flags_agree_on_one_process(local_loss, gather_with_grad):
+    """On one process the gather returns its input: every setting is the same loss with
+    the same gradients (the official code is exact there too)."""
+    g = torch.Generator().manual_seed(10)
+    img = torch.randn(6, 8, generator=g, requires_grad=True)
+    txt = torch.randn(6, 8, generator=g, requires_grad=True)
+    scale = torch.tensor(math.log(10.0), requires_grad=True)  # log(1 / sigma)
+    ImageTextContrastiveLoss()(img, txt, scale.exp()).backward()
+    ref = img.grad.clone(), txt.grad.clone(), scale.grad.clone()
+    img.grad = txt.grad = scale.grad = None
+    loss = ImageTextContrastiveLoss(local_loss=local_loss,
+                                    gather_with_grad=gather_with_grad)(img, txt, scale.exp())
+    loss.backward()
+    assert loss.item() == pytest.approx(contrastive_by_equation(img, txt, 10.0),
+                                        rel=1e-5)
+    for a, b in zip((img.grad, txt.grad, scale.grad), ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_recon_rejects_bad_chunk_size():
+    with pytest.raises(ValueError, match='chunk_size'):
+        LanguageSpaceReconLoss(chunk_size=0)

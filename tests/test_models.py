@@ -120,11 +120,56 @@ def test_text_encoder_pools_the_eot_token():
     torch.testing.assert_close(enc(t2), h)
 
 
+@pytest.mark.parametrize('act_layer', ['QuickGELU', 'GELU'])
+def test_text_encoder_activation_is_the_configured_one(act_layer):
+    """act_layer reaches every MLP of the text Transformer and is what runs in forward:
+    QuickGELU(x) = x * sigmoid(1.702 x) (CLIP / SLIP / official RILS), GELU the erf form."""
+    cfg = tiny_rils_cfg()['text_encoder']
+    enc = MODELS.build(dict(cfg, act_layer=act_layer))
+    seen = []
+    acts = [blk.mlp.gelu for blk in enc.transformer.transformer.resblocks]
+    assert len(acts) == cfg['layers']
+    for act in acts:
+        act.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    _, tokens, _ = fake_batch(2)
+    enc(tokens)
+    assert len(seen) == cfg['layers']
+    for x, y in seen:
+        if act_layer == 'QuickGELU':
+            expected = x * torch.sigmoid(1.702 * x)
+        else:
+            expected = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+        torch.testing.assert_close(y, expected)
+    # the two really differ, so the check above can tell them apart
+    x = torch.linspace(-3, 3, 7)
+    assert (x * torch.sigmoid(1.702 * x) - torch.nn.functional.gelu(x)).abs().max() > 1e-2
+
+
+def test_text_encoder_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="act_layer.*'QuickGELU'"):
+        MODELS.build(dict(tiny_rils_cfg()['text_encoder'], act_layer='relu'))
+
+
+def test_paper_configs_use_quickgelu_and_official_loss_semantics():
+    import os.path as osp
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    for name in ('rils_vitb16_l20m.py', 'rils_vitl16_l20m.py', 'rils_vitb16_l10m.py',
+                 'rils_vitb16_l50m.py'):
+        model = Config.fromfile(osp.join(root, 'configs', 'rils', name)).model
+        assert model.text_encoder.act_layer == 'QuickGELU', name
+        contra, recon = model.head.contrastive_loss, model.head.recon_loss
+        assert (contra.local_loss, contra.gather_with_grad) == (True, False), name
+        assert recon.local_loss is True, name
+
+
 def test_forward_train_returns_named_losses():
     model = build_tiny()
     images, tokens, noise = fake_batch(4)
     out = model.forward_train(images, tokens, mask_noise=noise)
-    assert {'loss_contrastive', 'loss_recon', 'logit_scale', 'aligned_ratio'} <= set(out)
+    assert {'loss_contrastive', 'loss_recon', 'recon_ce', 'logit_scale',
+            'aligned_ratio'} <= set(out)
+    # logged only: mmengine sums the keys that contain 'loss'
+    assert not out['recon_ce'].requires_grad and 'loss' not in 'recon_ce'
     assert out['logit_scale'].item() == pytest.approx(1 / 0.07, rel=1e-5)
     assert 0 <= out['aligned_ratio'].item() <= 1
     # L_contra is Eqs. 5-6 on z^I = ||theta(mean_k f^k)||, z^T = ||phi(h)|| (Eq. 4)

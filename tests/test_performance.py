@@ -182,6 +182,28 @@ def test_with_cp_rejects_nonsense():
         num_checkpointed(-1, 4)
 
 
+def test_paper_schedule_uses_fused_adamw_with_the_foreach_update():
+    from mmengine.config import Config
+    cfg = Config.fromfile('configs/_base_/schedules/adamw_25e.py')
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.type == 'AdamW' and opt.fused is True
+    kwargs = {k: v for k, v in opt.items() if k not in ('type', 'fused')}
+    torch.manual_seed(0)
+    weights = [torch.randn(8, 8), torch.randn(8)]
+    params = {m: [torch.nn.Parameter(w.clone()) for w in weights]
+              for m in ('fused', 'foreach')}
+    optims = {m: torch.optim.AdamW(ps, **kwargs, **{m: True}) for m, ps in params.items()}
+    for step in range(5):
+        grads = [torch.randn_like(w) for w in weights]
+        for m, ps in params.items():
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+            optims[m].step()
+    for a, b in zip(params['fused'], params['foreach']):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(params['fused'][0], weights[0])
+
+
 # ------------------------------------------------------------------ bf16 on CPU
 def test_native_bf16_detection_follows_the_cpu_flags():
     from rils_mm.utils import cpu

@@ -16,8 +16,8 @@ ratio of medians measured in that one process.
 
 Peak memory is measured separately for each runner in a fresh subprocess that
 builds the runner and runs ``--warmup`` + 1 steps: on CPU the process's
-maximum resident set (``ru_maxrss``, includes weights, gradients and the
-AdamW state), on CUDA ``max_memory_allocated``.
+peak resident set (``VmHWM``; includes weights, gradients and the AdamW
+state), on CUDA ``max_memory_allocated``.
 
 FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`
 (matmuls, convolutions and attention; the CPU flash-attention kernels are
@@ -445,9 +445,22 @@ def measure_memory(spec, args):
     if args.device.startswith('cuda'):
         return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20,
                     kind='CUDA max allocated')
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(peak_mib=peak, after_build_mib=rss_built,
-                kind='process max RSS')
+    return dict(peak_mib=_peak_rss_mib(), after_build_mib=rss_built,
+                kind='process peak RSS, VmHWM')
+
+
+def _peak_rss_mib():
+    """High-water mark of this process's resident set (VmHWM). Unlike
+    ``ru_maxrss``, which Linux carries over from the parent through fork, it
+    belongs to this program alone."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _current_rss_mib():

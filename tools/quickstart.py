@@ -6,9 +6,17 @@ import argparse
 import os.path as osp
 import sys
 import time
+import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
+    from project_env import ensure_project_python
+    ensure_project_python()
+# Pretraining needs none of mmcv's C++ ops; with mmcv-lite (tools/setup_env.sh --lite)
+# mmcv warns once that its deformable attention op is missing.
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -50,11 +58,10 @@ def main(argv=None):
     if args.amp:
         cfg.optim_wrapper.type = 'AutocastOptimWrapper'
         cfg.optim_wrapper.dtype = 'bfloat16'
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1  # evaluated once, below
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs  # evaluated once, at the end
     runner = Runner.from_cfg(cfg)
     runner.train()
-    metrics = runner.val_loop.run()
-    acc = metrics['accuracy/top1']
+    acc = runner.message_hub.get_scalar('val/accuracy/top1').current()
     chance = 100.0 / len(corpus['classes'])
     print(f'\n[quickstart] zero-shot top-1 on the held-out toy split: {acc:.1f}% '
           f'(chance {chance:.1f}%), seed {args.seed}, {time.time() - t0:.0f} s in all')

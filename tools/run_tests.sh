@@ -3,7 +3,7 @@
 # suite (slow end-to-end tests included; pass `-m "not slow"` for the fast ones only).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-bash "$ROOT/tools/setup_env.sh"
+bash "$ROOT/tools/setup_env.sh" --full  # mmcv with ops (built once, cached), mmdet, mmseg
 PY="${VIRTUAL_ENV:-$ROOT/.venv}/bin/python"
 cd "$ROOT"
 echo "[tests] ruff check (lint + import order, configured in pyproject.toml)"

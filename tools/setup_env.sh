@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Set up (or verify) the Python environment rils-mm runs in.  Idempotent: seconds when
-# everything is already installed.  Sourced or executed by tools/quickstart.sh and
-# tools/run_tests.sh, so users never have to run it by hand.
+# everything is already installed.  Called by tools/quickstart.sh (--lite) and
+# tools/run_tests.sh (--full), so users never have to run it by hand.
+#
+#   tools/setup_env.sh --lite   pretraining and zero-shot evaluation: torch, mmcv-lite (no
+#                               C++ ops, nothing compiled), mmengine, mmpretrain, open_clip,
+#                               webdataset, scikit-learn, rils-mm.  About 2 minutes.
+#   tools/setup_env.sh [--full] everything (the default): mmcv 2.1.0 *with ops*, built once
+#                               into a wheel cache outside the repository and reused ever
+#                               after, replacing mmcv-lite if that is installed; mmdet,
+#                               mmseg, clip-benchmark and the test tools on top.
 #
 #   * uses the active virtual environment ($VIRTUAL_ENV), else creates/uses .venv/ at the
 #     repository root;
-#   * installs the pinned torch/torchvision, builds mmcv 2.1.0 *with ops* once into a wheel
-#     cache outside the repository ($RILS_MM_CACHE, default ~/.cache/rils-mm) and reuses
-#     that wheel ever after;
-#   * installs the OpenMMLab stack, open_clip, webdataset, clip-benchmark, scikit-learn,
-#     the test tools and rils-mm itself (editable).
+#   * a full environment satisfies --lite; --lite never downgrades a full one.
 #
 # Environment knobs:
 #   RILS_MM_PYTHON   interpreter used to create .venv (default: python3)
@@ -30,6 +34,16 @@ die() {
     exit 1
 }
 
+MODE=full
+for arg in "$@"; do
+    case "$arg" in
+        --lite) MODE=lite ;;
+        --full) MODE=full ;;
+        -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg'" "use --lite or --full (see tools/setup_env.sh --help)" ;;
+    esac
+done
+
 # ---------------------------------------------------------------- interpreter / venv
 if [ -n "${VIRTUAL_ENV:-}" ]; then
     PY="$VIRTUAL_ENV/bin/python"
@@ -48,76 +62,121 @@ else
     fi
 fi
 export PATH="$(dirname "$PY"):$PATH"
+# --no-compile: byte-compiling every installed module (torch alone has thousands) costs
+# more than compiling, on first import, the few that are used.
 PIP=("$PY" -m pip --disable-pip-version-check)
+PIP_INSTALL=("${PIP[@]}" install -q --no-compile)
 
 # ---------------------------------------------------------------- fast path
+# The stamp holds "<mode> <fingerprint>"; a full environment also satisfies --lite.
 STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.rils-mm-setup"
 FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-16)"
-CHECK_IMPORTS='import rils_mm, mmcv.ops, mmpretrain.models, mmdet.models, mmseg.models, open_clip, webdataset, clip_benchmark, sklearn'
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$FINGERPRINT" ] &&
-    (cd "$ROOT" && "$PY" -c "$CHECK_IMPORTS") >/dev/null 2>&1; then
-    say "environment up to date ($PY)"
+LITE_IMPORTS='import rils_mm, mmcv, mmpretrain.models, open_clip, webdataset, sklearn'
+FULL_IMPORTS="$LITE_IMPORTS, mmcv.ops, mmdet.models, mmseg.models, clip_benchmark, pytest"
+if [ "$MODE" = lite ]; then CHECK_IMPORTS="$LITE_IMPORTS"; else CHECK_IMPORTS="$FULL_IMPORTS"; fi
+STAMP_MODE='' STAMP_FP=''
+if [ -f "$STAMP" ]; then read -r STAMP_MODE STAMP_FP <"$STAMP" || true; fi
+if [ "$STAMP_FP" = "$FINGERPRINT" ] && { [ "$STAMP_MODE" = full ] || [ "$STAMP_MODE" = "$MODE" ]; } &&
+    (cd "$ROOT" && "$PY" -W ignore -c "$CHECK_IMPORTS") >/dev/null 2>&1; then
+    say "environment up to date ($STAMP_MODE, $PY)"
     exit 0
 fi
+say "setting up the $MODE environment in $STAMP_DIR"
 
-# ---------------------------------------------------------------- build tools + torch
-say "installing build tools ($SETUPTOOLS_PIN, wheel, ninja)"
-"${PIP[@]}" install -q "$SETUPTOOLS_PIN" wheel ninja ||
-    die "pip could not install build tools" "check that pip reaches a package index"
+# ---------------------------------------------------------------- which mmcv is there
+# mmcv (with ops) and mmcv-lite both install the `mmcv` package; never both at once.
+MMCV_DIST="$("$PY" - <<'EOF' 2>/dev/null || true
+from importlib import metadata
+for name in ('mmcv', 'mmcv-lite'):
+    try:
+        print(name, metadata.version(name))
+        break
+    except metadata.PackageNotFoundError:
+        pass
+EOF
+)"
 
-say "installing torch/torchvision ($(grep -v '^#' "$ROOT/requirements/torch.txt" | tr '\n' ' '))"
-"${PIP[@]}" install -q -r "$ROOT/requirements/torch.txt" ||
-    die "torch install failed" "the pins in requirements/torch.txt must be available from your index"
-
-# ---------------------------------------------------------------- mmcv with ops
-if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then
-    say "mmcv $MMCV_VERSION with ops already installed"
+if [ "$MODE" = lite ]; then
+    # ------------------------------------------------------------ lite: one pip call
+    EXTRA=()
+    case "$MMCV_DIST" in
+        "mmcv $MMCV_VERSION" | "mmcv-lite $MMCV_VERSION") ;;  # either serves pretraining
+        "mmcv "*) die "mmcv ${MMCV_DIST#mmcv } is installed, rils-mm needs $MMCV_VERSION" \
+            "pip uninstall mmcv, then re-run" ;;
+        *) EXTRA=(-r "$ROOT/requirements/mmcv_lite.txt") ;;
+    esac
+    say "installing torch, mmcv-lite and the pretraining stack (one pip call, no compiler)"
+    "${PIP_INSTALL[@]}" "$SETUPTOOLS_PIN" -r "$ROOT/requirements/torch.txt" \
+        -r "$ROOT/requirements/runtime.txt" "${EXTRA[@]}" ||
+        die "pip could not install the pretraining stack" \
+            "see the pip error above; pins live in requirements/*.txt"
 else
-    TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
-    if [ "${FORCE_CUDA:-0}" = 1 ] || "$PY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-        FLAVOUR=cuda
+    # ------------------------------------------------------------ full: build tools + torch
+    say "installing build tools ($SETUPTOOLS_PIN, wheel, ninja) and torch/torchvision"
+    "${PIP_INSTALL[@]}" "$SETUPTOOLS_PIN" wheel ninja -r "$ROOT/requirements/torch.txt" ||
+        die "pip could not install the build tools or torch" \
+            "the pins in requirements/torch.txt must be available from your index"
+
+    # ------------------------------------------------------------ mmcv with ops
+    if [ "${MMCV_DIST}" = "mmcv $MMCV_VERSION" ] &&
+        "$PY" -W ignore -c "import mmcv.ops" >/dev/null 2>&1; then
+        say "mmcv $MMCV_VERSION with ops already installed"
     else
-        FLAVOUR=cpu
-    fi
-    WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_TAG-$FLAVOUR"
-    mkdir -p "$WHEEL_DIR"
-    WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
-    if [ -z "$WHEEL" ]; then
-        say "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $FLAVOUR ops"
-        say "(one time only; about 15-40 min on 2 cores; log: $WHEEL_DIR/build.log)"
-        BUILD="$(mktemp -d)"
-        "${PIP[@]}" download -q --no-deps --no-binary=:all: "mmcv==$MMCV_VERSION" -d "$BUILD" ||
-            die "could not download the mmcv $MMCV_VERSION source" "check that pip reaches PyPI"
-        tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
-        # mmcv's setup.py forces -std=c++17, but torch >= 2.10 headers need C++20.
-        sed -i 's/-std=c++17/-std=c++20/g; s#/std:c++17#/std:c++20#g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
-        "${PIP[@]}" install -q addict numpy packaging pyyaml yapf opencv-python
-        (cd "$BUILD/mmcv-$MMCV_VERSION" &&
-            MMCV_WITH_OPS=1 MAX_JOBS="${MMCV_JOBS:-$(nproc)}" \
-                "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" . \
-                >"$WHEEL_DIR/build.log" 2>&1) ||
-            die "mmcv build failed (last lines of $WHEEL_DIR/build.log below)
+        TORCH_TAG="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+        if [ "${FORCE_CUDA:-0}" = 1 ] || "$PY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+            FLAVOUR=cuda
+        else
+            FLAVOUR=cpu
+        fi
+        WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_TAG-$FLAVOUR"
+        mkdir -p "$WHEEL_DIR"
+        WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+        if [ -z "$WHEEL" ]; then
+            say "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $FLAVOUR ops"
+            say "(one time only; about 15-40 min on 2 cores; log: $WHEEL_DIR/build.log)"
+            BUILD="$(mktemp -d)"
+            "${PIP[@]}" download -q --no-deps --no-binary=:all: "mmcv==$MMCV_VERSION" -d "$BUILD" ||
+                die "could not download the mmcv $MMCV_VERSION source" "check that pip reaches PyPI"
+            tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
+            # mmcv's setup.py forces -std=c++17, but torch >= 2.10 headers need C++20.
+            sed -i 's/-std=c++17/-std=c++20/g; s#/std:c++17#/std:c++20#g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
+            "${PIP_INSTALL[@]}" addict numpy packaging pyyaml yapf opencv-python
+            (cd "$BUILD/mmcv-$MMCV_VERSION" &&
+                MMCV_WITH_OPS=1 MAX_JOBS="${MMCV_JOBS:-$(nproc)}" \
+                    "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" . \
+                    >"$WHEEL_DIR/build.log" 2>&1) ||
+                die "mmcv build failed (last lines of $WHEEL_DIR/build.log below)
 $(tail -n 20 "$WHEEL_DIR/build.log")" "install a C++20 compiler (g++ >= 10) and the Python headers, then re-run"
-        rm -rf "$BUILD"
-        WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
-    else
-        say "reusing cached mmcv wheel $WHEEL"
+            rm -rf "$BUILD"
+            WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
+        else
+            say "reusing cached mmcv wheel $WHEEL"
+        fi
+        # mmcv-lite owns the same files: remove it first, or uninstalling it later would
+        # delete the real mmcv's.
+        if [ "${MMCV_DIST%% *}" = mmcv-lite ]; then
+            say "replacing mmcv-lite with the mmcv wheel that has ops"
+            "${PIP[@]}" uninstall -q -y mmcv-lite || die "pip uninstall mmcv-lite failed" \
+                "remove it by hand (pip uninstall mmcv-lite) and re-run"
+        fi
+        "${PIP_INSTALL[@]}" --force-reinstall --no-deps "$WHEEL" ||
+            die "installing $WHEEL failed" "delete $WHEEL_DIR and re-run to rebuild"
     fi
-    "${PIP[@]}" install -q --no-deps "$WHEEL" || die "installing $WHEEL failed" "delete $WHEEL_DIR and re-run to rebuild"
+
+    # ------------------------------------------------------------ the rest of the stack
+    say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test tools"
+    "${PIP_INSTALL[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
+        -r "$ROOT/requirements/tests.txt" ||
+        die "installing requirements failed" "see the pip error above; pins live in requirements/*.txt"
 fi
 
-# ---------------------------------------------------------------- the rest of the stack
-say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test tools"
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
-    -r "$ROOT/requirements/tests.txt" ||
-    die "installing requirements failed" "see the pip error above; pins live in requirements/*.txt"
 say "installing rils-mm (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT" ||
+"${PIP_INSTALL[@]}" --no-deps --no-build-isolation -e "$ROOT" ||
     die "pip install -e . failed" "see the pip error above"
 
 say "verifying imports"
-(cd "$ROOT" && "$PY" -c "$CHECK_IMPORTS") ||
+(cd "$ROOT" && "$PY" -W ignore -c "$CHECK_IMPORTS") ||
     die "the stack does not import" "see the traceback above; delete .venv to start from scratch"
-echo "$FINGERPRINT" >"$STAMP"
-say "environment ready ($PY)"
+echo "$MODE $FINGERPRINT" >"$STAMP"
+say "environment ready ($MODE, $PY)"

@@ -10,6 +10,7 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-10}
 SRUN_ARGS=${SRUN_ARGS:-}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/tools/project_python.sh"  # $PYTHON: python with the stack, else .venv's
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \
     --gres=gpu:"$GPUS_PER_NODE" \
@@ -18,4 +19,4 @@ PYTHONPATH="$ROOT:${PYTHONPATH:-}" srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    python -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"
+    "$PYTHON" -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"

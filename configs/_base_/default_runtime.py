@@ -27,7 +27,10 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),
 )
-vis_backends = [dict(type='LocalVisBackend')]
+# Training curves: every logged scalar (each loss term, aligned_ratio = |C|/B, logit_scale,
+# lr, ...) goes to <work_dir>/<timestamp>/vis_data/scalars.json (plot with
+# tools/analysis/plot_logs.py), and to TensorBoard event files when tensorboard is installed.
+vis_backends = [dict(type='LocalVisBackend'), dict(type='OptionalTensorboardVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None

@@ -14,7 +14,8 @@ model = dict(
         embed_dims=512,
         init_logit_scale=1 / 0.07,
         logit_scale_max=100.0,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0)),
+        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0, local_loss=True,
+                              gather_with_grad=False)),  # official semantics, as RILS
     pixel_head=dict(
         type='MAEPretrainHead',
         norm_pix=True,

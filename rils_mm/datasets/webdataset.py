@@ -73,9 +73,8 @@ class _StreamState:
         """Record a bad sample; raise if too many failed in a row."""
         self.pending += 1
         self.kinds[skip_kind(reason)] += 1
-        self.reasons.append(reason)
-        if len(self.reasons) > 10:
-            del self.reasons[:-10]
+        if len(self.reasons) < 10:  # the first ones name the bad files; kinds count all
+            self.reasons.append(reason)
         if self.pending > self.max_failures:
             last = '\n  '.join(self.reasons[-5:])
             raise RuntimeError(
@@ -540,6 +539,24 @@ class WebImageTextDataset(IterableDataset):
                 "Add custom_hooks=[dict(type='WebDatasetEpochHook')].",
                 logger='current',
                 level=logging.WARNING)
+        skip_epoch, skip_batches, _ = self._skip
+        if skip_epoch == epoch and skip_batches and num_workers > 1:
+            # The new data loader asks worker 0 first, but the next batch of the
+            # interrupted epoch is that of worker `skip_batches % W`: the workers
+            # take the roles (streams, shares) rotated by that much, which keeps
+            # the loader's round-robin order of the interrupted epoch.
+            worker = (worker + skip_batches) % num_workers
+        if info is not None:
+            # A worker's random augmentations depend only on (seed, epoch, rank,
+            # worker role) and its position in the stream, not on how often the
+            # worker processes were restarted: epochs differ even with
+            # persistent_workers=False, and a resumed epoch (roles rotated, see
+            # above) replays exactly. The main process (num_workers=0) keeps
+            # its generators, whose states the checkpoints hold.
+            aug_seed = _int_seed('augment', self.seed, epoch, rank, worker)
+            random.seed(aug_seed)
+            np.random.seed(aug_seed % 2**32)
+            torch.manual_seed(aug_seed)
         share = self.worker_share(worker, num_workers)
         if share == 0:
             return

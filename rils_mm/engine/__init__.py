@@ -1,4 +1,5 @@
 from .hooks import *  # noqa: F401,F403
+from .loops import ResumableEpochBasedTrainLoop, ResumableSampler
 from .optim_wrapper import (
                             AutocastOptimWrapper,
                             FiniteStepAmpOptimWrapper,
@@ -9,5 +10,6 @@ from .optimizers import BackboneLayerDecayOptimWrapperConstructor
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
-    'NonFiniteStepError', 'BackboneLayerDecayOptimWrapperConstructor'
+    'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
+    'BackboneLayerDecayOptimWrapperConstructor'
 ]

@@ -186,39 +186,45 @@ def from_open_clip(sd: Dict[str, torch.Tensor],
     return out
 
 
-def open_clip_model_cfg(model_cfg: dict) -> dict:
-    """open_clip ``CLIP(**kwargs)`` arguments matching our model config
-    (``model.backbone`` RILSViT, ``model.text_encoder`` CLIPTextEncoder,
-    ``model.head``)."""
-    bb, te, head = model_cfg['backbone'], model_cfg['text_encoder'], \
-        model_cfg['head']
-    arch = bb.get('arch', 'b')
-    if isinstance(arch, str):
-        from mmpretrain.models.backbones.vision_transformer import VisionTransformer
-        arch = VisionTransformer.arch_zoo[arch.lower()]
-    width = arch['embed_dims']
-    eps = bb.get('norm_cfg', {}).get('eps', 1e-6)
-    img = bb.get('img_size', 224)
+def open_clip_model_cfg(model) -> dict:
+    """open_clip ``CLIP(**kwargs)`` arguments matching one of our image-text
+    models (read off the built modules, so any config of RILSViT +
+    CLIPTextEncoder + contrastive head maps).
+
+    ``quick_gelu`` is set from the text tower; the vision tower of
+    mmpretrain's ViT always uses exact GELU, which
+    :func:`build_open_clip_model` restores if the two differ.
+    """
+    bb, text = model.backbone, model.text_encoder.transformer
+    layer = bb.layers[0]
+    width = bb.embed_dims
+    patch = bb.patch_embed.projection.kernel_size[0]
     vision_cfg = dict(
-        layers=arch['num_layers'], width=width,
-        head_width=width // arch['num_heads'],
-        mlp_ratio=arch['feedforward_channels'] / width,
-        patch_size=bb.get('patch_size', 16),
-        image_size=img if isinstance(img, int) else img[0],
+        layers=len(bb.layers), width=width,
+        head_width=width // layer.attn.num_heads,
+        mlp_ratio=layer.ffn.layers[0][0].out_features / width,
+        patch_size=patch, image_size=bb.patch_resolution[0] * patch,
         no_ln_pre=True, pool_type='avg', final_ln_after_pool=False,
-        norm_kwargs=dict(eps=eps))
-    twidth = te.get('width', 512)
+        norm_kwargs=dict(eps=bb.ln1.eps))
+    block = text.transformer.resblocks[0]
+    twidth = text.width
     text_cfg = dict(
-        context_length=te.get('context_length', 77),
-        vocab_size=te.get('vocab_size', 49408), width=twidth,
-        heads=te.get('heads', 8), layers=te.get('layers', 12),
-        mlp_ratio=te.get('mlp_ratio', 4.0))
-    return dict(embed_dim=head.get('embed_dims', 512), vision_cfg=vision_cfg,
-                text_cfg=text_cfg,
-                quick_gelu=bool(te.get('quick_gelu', False)))
+        context_length=text.context_length,
+        vocab_size=text.token_embedding.num_embeddings, width=twidth,
+        heads=text.heads, layers=len(text.transformer.resblocks),
+        mlp_ratio=block.mlp.c_fc.out_features / twidth,
+        norm_kwargs=dict(eps=text.ln_final.eps))
+    from open_clip.transformer import QuickGELU
+    quick = isinstance(block.mlp.gelu, QuickGELU)
+    return dict(embed_dim=model.head.image_projection.out_features,
+                vision_cfg=vision_cfg, text_cfg=text_cfg, quick_gelu=quick)
 
 
-def build_open_clip_model(model_cfg: dict):
-    """An open_clip ``CLIP`` with the architecture of our ``model_cfg``."""
+def build_open_clip_model(model):
+    """An open_clip ``CLIP`` with the architecture of our built ``model``."""
+    import torch.nn as nn
     from open_clip.model import CLIP
-    return CLIP(**open_clip_model_cfg(model_cfg))
+    oc = CLIP(**open_clip_model_cfg(model))
+    for block in oc.visual.transformer.resblocks:  # mmpretrain's ViT: exact GELU
+        block.mlp.gelu = nn.GELU()
+    return oc

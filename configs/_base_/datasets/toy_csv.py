@@ -18,7 +18,8 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # DefaultSampler that can start an epoch part-way (exact mid-epoch resume)
+    sampler=dict(type='ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='ImageTextDataset',

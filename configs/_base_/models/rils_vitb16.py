@@ -28,7 +28,8 @@ model = dict(
         vocab_size=49408,
         width=512,
         heads=8,
-        layers=12),
+        layers=12,
+        act_layer='QuickGELU'),  # CLIP / SLIP / official RILS text tower
     head=dict(
         type='RILSHead',
         vision_dims=768,
@@ -36,11 +37,21 @@ model = dict(
         embed_dims=512,
         init_logit_scale=1 / 0.07,
         logit_scale_max=100.0,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0),
+        # Official (hustvl/RILS) semantics across GPUs: a plain all_gather with no gradient,
+        # local rows x global columns; `local_loss=False, gather_with_grad=True` gives the
+        # exact global-batch gradient instead (see README, "Differences from the official code").
+        contrastive_loss=dict(
+            type='ImageTextContrastiveLoss',
+            loss_weight=1.0,
+            local_loss=True,
+            gather_with_grad=False),
+        # Official: each GPU divides by its own |C_r||M| + 1e-6; `local_loss=False` uses the
+        # global |C||M|.
         recon_loss=dict(
             type='LanguageSpaceReconLoss',
             target_temperature=0.04,
             pred_temperature=0.1,
-            loss_weight=0.5),
+            loss_weight=0.5,
+            local_loss=True),
         text_grad_in_recon=False),
 )

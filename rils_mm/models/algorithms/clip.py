@@ -9,7 +9,10 @@ from mmpretrain.structures import DataSample
 from .zero_shot import ZeroShotClassifierMixin, clip_data_preprocessor
 
 
-@MODELS.register_module()
+# force: without transformers/pycocotools (the lite setup, tools/setup_env.sh --lite)
+# mmpretrain registers an ImportError-raising placeholder under the name 'CLIP'; its
+# real CLIP class is never registered under that name, so nothing else is replaced.
+@MODELS.register_module(force=True)
 class CLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
     """CLIP baseline: the RILS model without the masked view and decoder.
 

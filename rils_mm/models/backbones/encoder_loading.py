@@ -95,7 +95,11 @@ def load_encoder_checkpoint(model: nn.Module,
              and k[:-len('bias')] + 'q_bias' in expected}
     provided = set(encoder) | {k[:-len('bias')] + b for k in fused for b in ('q_bias', 'v_bias')}
     missing = [k for k in expected if k not in provided]
-    added = [k for k in missing if k.endswith(ADDED_BY_DENSE_BACKBONE)]
+    # mmpretrain's ViT adds a LayerNorm after average pooling (out_type='avg_featmap',
+    # linear probing / fine-tuning): a downstream parameter, never pre-trained
+    pooled_norm = ({'ln2.weight', 'ln2.bias'}
+                   if getattr(model, 'out_type', None) == 'avg_featmap' else set())
+    added = [k for k in missing if k.endswith(ADDED_BY_DENSE_BACKBONE) or k in pooled_norm]
     absent = [k for k in missing if k not in added]
     if absent:
         raise KeyError(

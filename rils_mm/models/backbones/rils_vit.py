@@ -91,6 +91,11 @@ class RILSViT(MAEViT):
             when ``window_size > 0`` (ViTDet ViT-B: 2, 5, 8, 11).
         use_rel_pos (bool): decomposed relative position bias in every block.
             Defaults to False.
+        frozen_stages (int): as mmpretrain's ``VisionTransformer`` (which
+            ``MAEViT`` does not pass on): stop the gradient of the patch
+            embedding, CLS token and the first ``frozen_stages`` blocks (and
+            the final norms when all are frozen), e.g. for linear probing.
+            Defaults to -1 (nothing frozen).
         Others: see :class:`mmpretrain.models.MAEViT`.
     """
 
@@ -101,6 +106,7 @@ class RILSViT(MAEViT):
                  window_size: int = 0,
                  global_attn_indexes: Sequence[int] = (),
                  use_rel_pos: bool = False,
+                 frozen_stages: int = -1,
                  **kwargs) -> None:
         if isinstance(kwargs.get('out_indices'), tuple):  # mmpretrain edits it in place
             kwargs['out_indices'] = list(kwargs['out_indices'])
@@ -118,6 +124,9 @@ class RILSViT(MAEViT):
                 qkv = layer.attn.qkv
                 layer.attn.qkv = QVBiasLinear(qkv.in_features,
                                               qkv.out_features)
+        self.frozen_stages = frozen_stages
+        if frozen_stages > 0:
+            self._freeze_stages()
 
     def _build_dense_attention(self, global_attn_indexes: Sequence[int]) -> None:
         for i in global_attn_indexes:

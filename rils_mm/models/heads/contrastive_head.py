@@ -8,8 +8,6 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..utils import gather_features
-
 
 @MODELS.register_module()
 class ImageTextContrastiveHead(BaseModule):
@@ -84,10 +82,12 @@ class ImageTextContrastiveHead(BaseModule):
         Returns:
             tuple: the losses dict (``loss_contrastive`` and the logged
             ``logit_scale``) and the global batch's text embeddings ``z^T``
-            (B_g, D) in rank order, for losses that reuse them.
+            (B_g, D) in rank order, for losses that reuse them (gathered as
+            the contrastive loss's flags say: without gradient in the official
+            setting).
         """
-        all_image = gather_features(z_image)
-        all_text = gather_features(z_text)
+        all_image = self.contrastive_loss.gather(z_image)
+        all_text = self.contrastive_loss.gather(z_text)
         logit_scale = self.get_logit_scale()
         losses = dict(
             loss_contrastive=self.contrastive_loss(

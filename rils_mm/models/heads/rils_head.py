@@ -5,7 +5,7 @@ import torch
 from mmpretrain.registry import MODELS
 
 from ..losses import aligned_image_mask
-from ..utils import all_reduce_sum, get_world_size
+from ..utils import all_reduce_sum, gather_features, get_world_size
 from .contrastive_head import ImageTextContrastiveHead
 
 
@@ -14,15 +14,20 @@ class RILSHead(ImageTextContrastiveHead):
     """:class:`ImageTextContrastiveHead` plus L_recon: Eq. 10.
 
     theta projects the patch features of both views as well (Eq. 7); the
-    batch's text embeddings ``z^T`` are the prototypes of the language space
-    (Eq. 8), and the reconstruction loss is taken on the masked patches ``M``
-    of the correctly matched images ``C`` (Eq. 9).
+    global batch's text embeddings ``z^T`` are the prototypes of the language
+    space (Eq. 8), and the reconstruction loss is taken on the masked patches
+    ``M`` of the correctly matched images ``C`` (Eq. 9).
 
     Args:
         recon_loss (dict): config of the Eq. 8-9 loss (tau_1, tau_2 and
             lambda_2 default to the paper's in the loss class).
         text_grad_in_recon (bool): let the reconstruction loss backpropagate
-            into the text prototypes. Defaults to False (they are detached).
+            into the text prototypes ``z^T`` (of the whole global batch).
+            Defaults to False: they are detached, which is what the official
+            code does on more than one GPU (its gathered texts carry no
+            gradient). On a single GPU the official code does let L_recon reach
+            this GPU's texts; we do not, so that the objective does not depend
+            on the number of GPUs.
         **kwargs: see :class:`ImageTextContrastiveHead`.
     """
 
@@ -51,20 +56,25 @@ class RILSHead(ImageTextContrastiveHead):
             mask (Tensor): (B, N), 1 marks the masked patches ``M``.
 
         Returns:
-            dict: ``loss_contrastive``, ``loss_recon`` (weighted by lambda_1,
-            lambda_2) and the logging scalars ``logit_scale`` and
-            ``aligned_ratio`` (|C| / B_global).
+            dict: ``loss_contrastive`` (lambda_1 L_contra), ``loss_recon``
+            (lambda_2 L_recon, the KL value as the official code logs it) and
+            the logging scalars ``recon_ce`` (lambda_2 times the cross-entropy
+            ``-sum p log q``, i.e. ``loss_recon`` + lambda_2 H(p)),
+            ``logit_scale`` and ``aligned_ratio`` (|C| / B_global).
         """
         z_image = self.embed_image(patch_tokens)
-        losses, all_text = self.contrastive(z_image,
-                                            self.embed_text(text_feats))
+        z_text = self.embed_text(text_feats)
+        losses, all_text = self.contrastive(z_image, z_text)
         if not self.text_grad_in_recon:
             all_text = all_text.detach()
+        elif get_world_size() > 1 and not self.contrastive_loss.gather_with_grad:
+            all_text = gather_features(z_text, with_grad=True)
         aligned = aligned_image_mask(z_image, all_text)  # the set C
-        losses['loss_recon'] = self.recon_loss(
+        losses['loss_recon'], losses['recon_ce'] = self.recon_loss(
             self.image_projection(pred_tokens),
             self.image_projection(patch_tokens),
-            self.recon_prototypes(all_text), mask, aligned)
+            self.recon_prototypes(all_text), mask, aligned,
+            return_cross_entropy=True)
         losses['aligned_ratio'] = all_reduce_sum(aligned.sum().float()) / (
             aligned.numel() * get_world_size())
         return losses

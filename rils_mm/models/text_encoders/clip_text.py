@@ -6,9 +6,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
-from open_clip.transformer import TextTransformer
+from open_clip.transformer import QuickGELU, TextTransformer
 
 from ..utils.activation_checkpoint import run_blocks
+
+#: ``act_layer`` names -> activation classes of the text Transformer's MLP.
+TEXT_ACTIVATIONS = {'QuickGELU': QuickGELU, 'GELU': nn.GELU}
 
 
 @MODELS.register_module()
@@ -28,6 +31,11 @@ class CLIPTextEncoder(BaseModule):
         heads (int): Defaults to 8.
         layers (int): Defaults to 12.
         mlp_ratio (float): Defaults to 4.0.
+        act_layer (str): activation of the MLPs: ``'QuickGELU'``
+            (``x * sigmoid(1.702 x)``, as in CLIP, SLIP and the official RILS
+            text tower, and open_clip's ``*-quickgelu`` models) or ``'GELU'``
+            (open_clip's default for its newer models). Defaults to
+            'QuickGELU'.
         truncate_to_longest (bool): run each batch only up to its longest
             caption (exact, see :meth:`forward`). Defaults to True.
         with_cp (bool | int): activation checkpointing of all (True) or of
@@ -41,10 +49,15 @@ class CLIPTextEncoder(BaseModule):
                  heads: int = 8,
                  layers: int = 12,
                  mlp_ratio: float = 4.0,
+                 act_layer: str = 'QuickGELU',
                  truncate_to_longest: bool = True,
                  with_cp: Union[bool, int] = False,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if act_layer not in TEXT_ACTIVATIONS:
+            raise ValueError(f'CLIPTextEncoder: act_layer must be one of '
+                             f'{sorted(TEXT_ACTIVATIONS)}, got {act_layer!r}')
+        self.act_layer = act_layer
         self.width = width
         self.truncate_to_longest = truncate_to_longest
         self.with_cp = with_cp
@@ -56,7 +69,8 @@ class CLIPTextEncoder(BaseModule):
             layers=layers,
             mlp_ratio=mlp_ratio,
             output_dim=None,
-            pool_type='argmax')
+            pool_type='argmax',
+            act_layer=TEXT_ACTIVATIONS[act_layer])
 
     @property
     def context_length(self) -> int:

@@ -21,17 +21,27 @@ class _GatherWithGrad(torch.autograd.Function):
         return grads[dist.get_rank()]
 
 
-def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+def gather_features(x: torch.Tensor,
+                    with_grad: bool = True,
+                    local_grad: bool = True) -> torch.Tensor:
     """Concatenate ``x`` (B, ...) from every rank along dim 0 in rank order.
 
-    With ``with_grad`` the gather is differentiable: the backward pass *sums*
-    the gradients that all ranks send to each rank's slice. A loss that every
-    rank computes over the global batch (and that DDP then averages) therefore
-    receives exactly the gradient one process holding the whole batch would
-    get. Without it, the other ranks' slices are constants and this rank's own
-    slice keeps its local gradient (open_clip's ``gather_with_grad=False``).
+    Each distributed choice is an explicit flag (open_clip's style):
 
-    Single-process (or non-distributed) runs return ``x`` unchanged.
+    * ``with_grad=True``: the gather is differentiable; its backward *sums*
+      the gradients that all ranks send to each rank's slice. A loss that
+      every rank computes over the global batch (and that DDP then averages)
+      therefore gets exactly the gradient of one process holding the whole
+      batch. ``local_grad`` is irrelevant then.
+    * ``with_grad=False, local_grad=True``: a plain ``all_gather``, then this
+      rank's own slice is put back with its gradient (open_clip's
+      ``gather_with_grad=False, local_loss=False``).
+    * ``with_grad=False, local_grad=False``: a plain ``all_gather`` and
+      nothing else: every slice, this rank's included, is a constant. This is
+      the official RILS/SLIP ``utils.all_gather_batch``.
+
+    Single-process (or non-distributed) runs return ``x`` unchanged, whatever
+    the flags, exactly as the official code does.
     """
     world_size = get_world_size()
     if world_size == 1:
@@ -40,7 +50,8 @@ def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
         return torch.cat(_GatherWithGrad.apply(x), dim=0)
     chunks = [torch.empty_like(x) for _ in range(world_size)]
     dist.all_gather(chunks, x.detach().contiguous())
-    chunks[get_rank()] = x
+    if local_grad:
+        chunks[get_rank()] = x
     return torch.cat(chunks, dim=0)
 
 

@@ -1,0 +1,155 @@
+"""Mid-epoch resume continues at the next unseen batch (in-process, seconds); the
+SIGKILL end-to-end version is tests/test_kill_resume.py."""
+import copy
+import io
+import random
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from rils_mm.datasets import WebImageTextDataset
+from rils_mm.datasets.transforms import get_clip_tokenizer
+from rils_mm.engine import ResumableSampler
+from rils_mm.utils.checkpoint import register_checkpoint_safety
+
+register_checkpoint_safety()
+
+
+class _Data(Dataset):
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return dict(inputs=torch.full((3, ), float(i)), data_samples=i)
+
+
+class _Model(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        x = torch.stack(inputs) if isinstance(inputs, list) else inputs
+        noise = torch.rand(x.shape[0], 1)  # global torch RNG, like RILS' masking
+        return dict(loss=(self.linear(x) * noise).pow(2).mean())
+
+
+class _Record(Hook):
+
+    def __init__(self):
+        self.seen = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.seen.append((runner.epoch, runner.iter, batch_idx,
+                          [int(i) for i in data_batch['data_samples']]))
+
+
+def _runner(work_dir, name, resume_from=None):
+    torch.manual_seed(0)
+    record = _Record()
+    runner = Runner(
+        model=_Model(),
+        work_dir=str(work_dir),
+        experiment_name=name,
+        train_dataloader=dict(dataset=_Data(), sampler=dict(type='ResumableSampler',
+                                                            shuffle=True),
+                              collate_fn=dict(type='pseudo_collate'), batch_size=3,
+                              num_workers=0),  # 4 batches an epoch, the last of 1
+        optim_wrapper=dict(type='FiniteStepOptimWrapper', optimizer=dict(type='AdamW', lr=0.1)),
+        train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
+                                           interval_iters=3)),
+        custom_hooks=[dict(type='RNGStateHook'), record],
+        randomness=dict(seed=0),
+        resume=resume_from is not None,
+        load_from=resume_from,
+        default_scope='mmpretrain')
+    return runner, record
+
+
+def test_resumable_sampler_skips_once():
+    sampler = ResumableSampler(_Data(), shuffle=True, seed=3)
+    full = list(sampler)
+    sampler.skip_next(4)
+    assert list(sampler) == full[4:] and len(sampler) == 10
+    assert list(sampler) == full  # only the next epoch
+
+
+def test_mid_epoch_checkpoint_resumes_at_the_next_batch(tmp_path):
+    runner, ref = _runner(tmp_path / 'ref', 'pos_ref')
+    runner.train()
+    final = copy.deepcopy(runner.model.state_dict())
+    # iter_6.pth: epoch 1 (0-based) after 2 of its 4 batches.
+    runner, rec = _runner(tmp_path / 'ref', 'pos_resumed', str(tmp_path / 'ref' / 'iter_6.pth'))
+    runner.train()
+    assert rec.seen == ref.seen[6:]  # same batches, same numbering, no replay
+    assert rec.seen[0][:3] == (1, 6, 2) and runner.iter == 12
+    for k, v in final.items():
+        assert torch.equal(v, runner.model.state_dict()[k]), k
+
+
+# ------------------------------------------------------------------ WebDataset
+def _shards(tmp_path, n_shards=4, per_shard=6):
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(192, dtype=np.uint8).reshape(8, 8, 3)).save(buf, format='PNG')
+    urls = []
+    for s in range(n_shards):
+        path = tmp_path / f's{s}.tar'
+        with tarfile.open(path, 'w') as tar:
+            for i in range(per_shard):
+                for ext, data in (('png', buf.getvalue()), ('txt', f'c {s} {i}'.encode())):
+                    info = tarfile.TarInfo(f'{s}{i:03d}.{ext}')
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        urls.append(str(path))
+    return urls
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_webdataset_skip_batches_continues_the_same_stream(tmp_path, num_workers):
+    get_clip_tokenizer()
+    urls = _shards(tmp_path)
+    states = []
+
+    def collate(samples):
+        states.append((random.getstate(), np.random.get_state(), torch.get_rng_state()))
+        return [(s['data_samples'].img_path, s['inputs'].float().sum().item()) for s in samples]
+
+    def batches(skip=None):
+        ds = WebImageTextDataset(
+            urls, num_samples=24, batch_size=4, shuffle_buffer=8,
+            pipeline=[dict(type='RandomResizedCrop', scale=6),  # random: numpy
+                      dict(type='TokenizeText'), dict(type='PackImageTextInputs')])
+        ds.set_epoch(1)
+        if skip:
+            ds.skip_batches(skip, 4, epoch=1)
+        states.clear()
+        loader = DataLoader(ds, batch_size=4, num_workers=num_workers, collate_fn=collate)
+        return list(loader)
+
+    np.random.seed(0)
+    full = batches()
+    assert len(full) == 6
+    assert len({x for b in full for _, x in b}) > 1  # the crops differ
+    after_batch = list(states)
+    for skip in (3, 5):
+        if num_workers == 0:
+            # As after loading a checkpoint written after `skip` batches: the
+            # generators are where the interrupted run left them. The replay of
+            # the first batches must not move them, so the crops match too.
+            py, np_state, _ = after_batch[skip - 1]
+            random.setstate(py)
+            np.random.set_state(np_state)
+            assert batches(skip=skip) == full[skip:]
+        else:  # each worker replays its stream, its own generators included
+            assert batches(skip=skip) == full[skip:]
