@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope, init_default_scope
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
@@ -28,11 +28,20 @@ DET = 'configs/mmdet/'
 SEG = 'configs/mmseg/'
 
 
+@pytest.fixture(autouse=True)
+def _keep_default_scope():
+    """Runners and init_default_scope make mmdet / mmseg the current default scope;
+    give the other test modules their (mmpretrain) scope back afterwards."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 @pytest.fixture(scope='module')
 def rils_ckpt(tmp_path_factory):
     """A tiny RILS pre-training checkpoint (4 blocks, patch 16, 64 px -> a 4x4 grid)."""
     torch.manual_seed(0)
-    rils = PRETRAIN_MODELS.build(tiny_rils_cfg(img_size=64, patch_size=16, depth=4))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        rils = PRETRAIN_MODELS.build(tiny_rils_cfg(img_size=64, patch_size=16, depth=4))
     rils.init_weights()
     with torch.no_grad():
         for p in rils.parameters():
@@ -386,8 +395,7 @@ def test_vitb_dense_backbone_of_the_coco_config_builds_with_the_paper_sizes():
     cfg = Config.fromfile(osp.join(ROOT, DET, 'vitdet_mask_rcnn_rils_vitb16_coco_25e.py'))
     bb = cfg.model.backbone.to_dict()
     bb.pop('init_cfg')
-    bb['type'] = 'RILSViT'
-    vit = PRETRAIN_MODELS.build(bb)
+    vit = PRETRAIN_MODELS.build(bb)  # by its scoped type, mmpretrain.RILSViT
     assert vit.patch_resolution == (64, 64)
     windows = [blk.attn.window_size for blk in vit.layers]
     assert windows == [14, 14, 0, 14, 14, 0, 14, 14, 0, 14, 14, 0]
