@@ -180,3 +180,21 @@ def test_open_clip_to_ours_gives_the_same_embeddings(pretrained, tmp_path):
             assert not v[d:2 * d].any()
         else:
             assert torch.equal(v, ref), k
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_mmdet_and_mmseg_backbones_load_every_encoder_tensor(pretrained, scope, tmp_path):
+    """The backbone as mmdet / mmseg configs build it (scoped type, Pretrained init_cfg):
+    from the full pretraining checkpoint (prefix) and from the converter's output."""
+    import importlib
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    bare = str(tmp_path / 'backbone.pth')
+    runpy.run_path(osp.join(CONVERTERS, 'extract_backbone.py'),
+                   run_name='x')['main']([pretrained['path'], bare])
+    for init_cfg in (dict(type='Pretrained', checkpoint=pretrained['path'], prefix='backbone.'),
+                     dict(type='Pretrained', checkpoint=bare)):
+        cfg = _vit_cfg(pretrained, out_type='featmap', init_cfg=init_cfg)
+        cfg['type'] = 'mmpretrain.RILSViT'
+        vit = registry.build(cfg)
+        vit.init_weights()
+        _assert_equal_tensors(vit, pretrained['backbone'])

@@ -298,3 +298,38 @@ def test_clip_benchmark_cli_model_type(toy):
         tokens = tokenizer(['a red circle.'])
         assert tokens.shape == (1, CONTEXT)
         torch.testing.assert_close(model.encode_text(tokens), toy['model'].encode_text(tokens))
+
+
+@pytest.mark.slow
+def test_ood_imagenet_r_through_tools_test(toy, tmp_path):
+    """Table 8's ImageNet-R protocol: WordNet-id folders, scored over the 200-class subset.
+    Images are filed so that some are right and some wrong under the model's own
+    prediction, so the expected top-1 is neither 0 nor 100."""
+    import open_clip
+
+    from rils_mm.evaluation import imagenet_subset_wnids, imagenet_wnids, load_classnames
+    sub = imagenet_subset_wnids('imagenet-r')
+    names = load_classnames('imagenet1k')
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    classes = [names[index[w]] for w in sub]
+    model = toy['model']
+    src = sorted(osp.join(r, f) for r, _, fs in os.walk(toy['folder']) for f in fs)[:6]
+    with torch.no_grad():
+        w = F.normalize(model.encode_text(open_clip.tokenize(
+            [f'a photo of a {c}.' for c in classes], CONTEXT)), dim=-1)
+        pred = (model.encode_image(torch.stack([_preprocess(model, f) for f in src]))
+                @ w.t()).argmax(1).tolist()
+    # images 0-2 in the folder of their predicted class, 3-5 in another class's folder
+    labels = pred[:3] + [(p + 1) % 200 for p in pred[3:]]
+    folder = tmp_path / 'imagenet-r'
+    for i, (f, label) in enumerate(zip(src, labels)):
+        (folder / sub[label]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, folder / sub[label] / f'{i}.jpg')
+    bench = tmp_path / 'ood_r.py'
+    bench.write_text(
+        f"_base_ = [{osp.join(ROOT, 'configs/benchmarks/ood/imagenet_r.py')!r}]\n"
+        "test_dataloader = dict(batch_size=4, num_workers=0,\n"
+        "                       dataset=dict(templates=['a photo of a {}.']))\n")
+    metrics = _run_test_tool(toy['cfg_path'], toy['ckpt'], '--benchmark', str(bench),
+                             '--data-root', str(folder), '--work-dir', str(tmp_path / 'wd'))
+    assert metrics['zero-shot/top1'] == pytest.approx(50.0)

@@ -76,20 +76,20 @@ def _bench_path(name: str) -> str:
     return path
 
 
-def _fmt(v):
-    return '–' if v is None else f'{v:.1f}'
+def _fmt(v, digits=1):
+    return '–' if v is None else f'{v:.{digits}f}'
 
 
-def _table(title, columns, ours, theirs, paper_row, average=True):
+def _table(title, columns, ours, theirs, paper_row, average=True, digits=1):
     header = ['', *columns] + (['Average'] if average else [])
     rows = [header, ['---'] * len(header)]
     for label, vals in (('this checkpoint', ours),
                         (f'{paper_row} (paper)', theirs)):
-        cells = [label] + [_fmt(v) for v in vals]
+        cells = [label] + [_fmt(v, digits) for v in vals]
         if average:
             got = [v for v, o in zip(vals, ours) if v is not None
                    and o is not None]
-            cells.append(_fmt(sum(got) / len(got)) if got else '–')
+            cells.append(_fmt(sum(got) / len(got), digits) if got else '–')
         rows.append(cells)
     lines = [f'### {title}', ''] + ['| ' + ' | '.join(r) + ' |' for r in rows]
     if average:
@@ -152,7 +152,7 @@ def run(args) -> str:
                 theirs = paper.TABLE7[name][args.paper_row]
                 sections.append(_table(f'Retrieval on {name} (Table 7)',
                                        paper.TABLE7_COLUMNS, ours, theirs,
-                                       args.paper_row, average=False))
+                                       args.paper_row, average=False, digits=2))
         elif proto == 'table4':
             bench = Config.fromfile(_bench_path('low_shot/imagenet_lowshot'))
             train_root = roots.get('imagenet_train', bench.train_dataset.data_root)
