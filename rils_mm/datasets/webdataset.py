@@ -16,7 +16,7 @@ import os.path as osp
 import random
 import re
 import tarfile
-from collections import Counter
+from collections import Counter, deque
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -66,6 +66,7 @@ class _StreamState:
         self.pending: int = 0  # bad samples since the last good one
         self.reasons: List[str] = []
         self.kinds: Counter = Counter()  # kinds of the pending ones
+        self.recent: deque = deque(maxlen=5)  # the last reasons, for errors
         self.raw: int = 0  # samples that came out of the tar reader
         self.empty_shards: int = 0  # consecutive shards without samples
 
@@ -75,8 +76,9 @@ class _StreamState:
         self.kinds[skip_kind(reason)] += 1
         if len(self.reasons) < 10:  # the first ones name the bad files; kinds count all
             self.reasons.append(reason)
+        self.recent.append(reason)
         if self.pending > self.max_failures:
-            last = '\n  '.join(self.reasons[-5:])
+            last = '\n  '.join(self.recent)
             raise RuntimeError(
                 f'WebImageTextDataset: {self.pending} consecutive samples '
                 'failed; the shards look mostly broken (check the image / '
@@ -405,7 +407,7 @@ class WebImageTextDataset(IterableDataset):
                     f'WebImageTextDataset: {state.empty_shards} consecutive '
                     f'shards yielded no samples (last: {url}). Are they '
                     'empty, unreadable or not in the img2dataset layout? '
-                    f'Last problems: {state.reasons[-3:]}')
+                    f'Last problems: {list(state.recent)[-3:]}')
 
     def _shuffled(self, samples: Iterator[dict], *seed_parts) -> Iterator:
         if self.shuffle_buffer <= 0:
@@ -456,7 +458,7 @@ class WebImageTextDataset(IterableDataset):
                     f'{rank} worker {worker} yielded no samples (e.g. '
                     f'{mine[0]}). Are they empty, unreadable or not in the '
                     f'img2dataset layout? Last problems: '
-                    f'{state.reasons[-3:]}')
+                    f'{list(state.recent)[-3:]}')
 
     def _resampled_stream(self, epoch: int, rank: int, worker: int,
                           state: _StreamState) -> Iterator[dict]:
