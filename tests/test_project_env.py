@@ -127,7 +127,8 @@ def test_shell_tools_pick_project_venv(tmp_path, bare_python):
 
 
 def test_readme_tools_use_the_helpers():
-    for tool in ('train.py', 'test.py', 'quickstart.py'):
+    for tool in ('train.py', 'test.py', 'quickstart.py', 'make_toy_corpus.py',
+                 'analysis/visualize_patch_text.py', 'analysis/plot_logs.py'):
         with open(osp.join(ROOT, 'tools', tool)) as f:
             assert 'ensure_project_python()' in f.read(), tool
     for tool in ('dist_train.sh', 'slurm_train.sh'):
