@@ -333,3 +333,36 @@ def test_ood_imagenet_r_through_tools_test(toy, tmp_path):
     metrics = _run_test_tool(toy['cfg_path'], toy['ckpt'], '--benchmark', str(bench),
                              '--data-root', str(folder), '--work-dir', str(tmp_path / 'wd'))
     assert metrics['zero-shot/top1'] == pytest.approx(50.0)
+
+
+@pytest.mark.slow
+def test_clip_benchmark_cli_on_its_own_shards(toy, tmp_path):
+    """clip-benchmark's command line, unchanged, on shards written by its own exporter:
+    the same top-1 as tools/test.py on the same images."""
+    from clip_benchmark.webdataset_builder import convert_dataset, path_to_bytes
+    bench = Config.fromfile(toy['bench'])
+    templates = [t.replace('{}', '{c}') for t in bench.test_dataloader.dataset.templates]
+
+    class Split(list):
+        classes = toy['classes']
+
+    split = Split()
+    for label in sorted(os.listdir(toy['folder'])):
+        for f in sorted(os.listdir(osp.join(toy['folder'], label))):
+            split.append((osp.join(toy['folder'], label, f), int(label)))
+    split.templates = templates
+    wds = str(tmp_path / 'wds_toy')
+    convert_dataset(split, 'test', wds, transform=path_to_bytes, max_count=20, verbose=False)
+
+    out = tmp_path / 'cb.json'
+    main = runpy.run_path(osp.join(ROOT, 'tools', 'clip_benchmark_eval.py'), run_name='x')['main']
+    main(['eval', '--model_type', 'rils_mm', '--model', toy['cfg_path'], '--pretrained',
+          toy['ckpt'], '--dataset', 'wds/toy', '--dataset_root', wds, '--task',
+          'zeroshot_classification', '--no_amp', '--num_workers', '0', '--batch_size', '16',
+          '--output', str(out), '--quiet'])
+    cb = json.load(open(out))['metrics']
+    ours = _run_test_tool(toy['cfg_path'], toy['ckpt'], '--benchmark', toy['bench'],
+                          '--work-dir', str(tmp_path / 'wd'))
+    assert cb['acc1'] * 100 == pytest.approx(ours['zero-shot/top1'], abs=1e-6)
+    assert cb['mean_per_class_recall'] * 100 == pytest.approx(ours['zero-shot/mean_per_class'],
+                                                             abs=1e-6)

@@ -1,0 +1,4 @@
+# Low-shot COCO, 1% of the annotated train2017 images (paper Table 5).
+_base_ = ['./_base_/vitdet_coco_lowshot_12e.py']
+train_dataloader = dict(
+    dataset=dict(ann_file='annotations/instances_train2017_1pct_seed0.json'))
