@@ -170,5 +170,5 @@ def test_dist_train_launcher_on_two_cpu_ranks(toy_root, tmp_path):
     assert (tmp_path / 'w' / 'epoch_2.pth').exists()
     assert 'Epoch(train) [2][12/12]' in log
     # the skip counter sums over both ranks: the whole data set once per epoch
-    assert log.count('data: 192 samples used, 0 skipped') == 2  # rank 0 logs, per epoch
+    assert log.count('data: 192 distinct samples used, 0 skipped, 0 repeats') == 2  # per epoch
     assert 'accuracy/top1' in log

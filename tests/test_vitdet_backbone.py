@@ -212,9 +212,11 @@ def test_loading_rejects_a_checkpoint_missing_encoder_keys(tmp_path):
 
 
 def test_backbone_only_checkpoint_loads_too(tmp_path):
+    """The converter's output (tools/model_converters/extract_backbone.py) loads as well."""
+    from rils_mm.utils.model_convert import extract_backbone, save_state_dict_file
     path, sd = _rils_checkpoint(tmp_path)
-    bare = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
-    torch.save(bare, tmp_path / 'bare.pth')
+    bare = extract_backbone(sd)
+    save_state_dict_file(bare, str(tmp_path / 'bare.pth'))
     vit = MODELS.build(dict(tiny_rils_cfg()['backbone'], init_cfg=dict(
         type='Pretrained', checkpoint=str(tmp_path / 'bare.pth'))))
     vit.init_weights()
