@@ -130,7 +130,7 @@ def test_readme_tools_use_the_helpers():
     for tool in ('train.py', 'test.py', 'quickstart.py', 'make_toy_corpus.py',
                  'analysis/visualize_patch_text.py', 'analysis/plot_logs.py'):
         with open(osp.join(ROOT, 'tools', tool)) as f:
-            assert 'ensure_project_python()' in f.read(), tool
+            assert 'ensure_project_python(' in f.read(), tool
     for tool in ('dist_train.sh', 'slurm_train.sh'):
         with open(osp.join(ROOT, 'tools', tool)) as f:
             text = f.read()
