@@ -70,12 +70,15 @@ def test_every_encoder_tensor_is_the_checkpoints(pretrained):
     assert len(pretrained['backbone']) == 4 + 2 * 13 + 2  # tokens/pos/patch, blocks, final LN
 
 
-def test_mmpretrain_image_classifier_pretrained_init_cfg(pretrained):
+@pytest.mark.parametrize('as_list', [False, True])
+def test_mmpretrain_image_classifier_pretrained_init_cfg(pretrained, as_list):
+    init_cfg = dict(type='Pretrained', checkpoint=pretrained['path'], prefix='backbone.')
+    if as_list:  # with another initialiser after it: the loaded values must win
+        init_cfg = [init_cfg, dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)]
     cls_cfg = dict(
         type='ImageClassifier',
         backbone=_vit_cfg(pretrained, out_type='avg_featmap', final_norm=True,
-                          init_cfg=dict(type='Pretrained', checkpoint=pretrained['path'],
-                                        prefix='backbone.')),
+                          init_cfg=init_cfg),
         neck=None,
         head=dict(type='LinearClsHead', num_classes=10, in_channels=64))
     model = MODELS.build(cls_cfg)
