@@ -132,6 +132,8 @@ def test_dense_forward_shapes_positions_and_drop_path():
     assert not torch.allclose(dense_vit()(x)[0], vit_np(x)[0])
     with pytest.raises(ValueError, match='pre-training'):
         vit(torch.randn(1, 3, 64, 64), mask=True)
+    with pytest.raises(ValueError, match='pre-training'):
+        vit.forward_intact(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match='global_attn_indexes'):
         dense_vit(global_attn_indexes=(7, ))
 

@@ -204,10 +204,7 @@ class RILSViT(MAEViT):
                 noise: Optional[torch.Tensor] = None) -> Union[tuple, torch.Tensor]:
         if self.dense:
             if mask:
-                raise ValueError(
-                    'RILSViT: the masked (pre-training) forward is not defined with window '
-                    'attention or relative position bias; build the pre-training encoder '
-                    'with window_size=0 and use_rel_pos=False')
+                self._refuse_pretraining_view()
             return self.forward_dense(x)
         if not mask:
             return super(MAEViT, self).forward(x)
@@ -243,8 +240,16 @@ class RILSViT(MAEViT):
                     outs.append(x)
         return tuple(outs)
 
+    def _refuse_pretraining_view(self):
+        raise ValueError(
+            'RILSViT: the pre-training views (masked / intact with CLS) are not defined '
+            'with window attention or relative position bias; build the pre-training '
+            'encoder with window_size=0 and use_rel_pos=False')
+
     def forward_intact(self, x: torch.Tensor) -> torch.Tensor:
         """All tokens (B, 1 + N, C) of the unmasked image, final norm applied."""
+        if self.dense:
+            self._refuse_pretraining_view()
         x = self.patch_embed(x)[0]
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         x = torch.cat((cls, x), dim=1) + self.pos_embed
