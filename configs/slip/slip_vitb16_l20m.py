@@ -1,7 +1,7 @@
 # SLIP baseline (Table 1): CLIP + SimCLR, SLIP's recipe for the SSL part: 3-layer MLP
-# (4096 hidden, SyncBN, 256 out), NT-Xent with temperature 0.1, SSL scale 1.0, two views
-# with SLIP's augmentations; the CLIP view, encoder, text encoder, head and schedule are the
-# RILS ViT-B/16 L-20M config's.
+# (4096 hidden, SyncBN, 256 out), NT-Xent with temperature 0.1, SSL scale 1.0
+# (configs/_base_/models/slip_vitb16.py), two views with SLIP's augmentations; the CLIP view,
+# encoder, text encoder, head and schedule are the RILS ViT-B/16 L-20M config's.
 #   tools/dist_train.sh configs/slip/slip_vitb16_l20m.py 32
 _base_ = [
     '../_base_/models/slip_vitb16.py',

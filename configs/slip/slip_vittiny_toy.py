@@ -1,5 +1,5 @@
-# The tiny SLIP on the toy corpus: the RILS toy config plus SLIP's SSL branch, its MLP scaled
-# to the toy width (512 hidden, 128 out) with plain BatchNorm (SyncBN needs GPUs).
+# The tiny SLIP on the toy corpus (model: configs/_base_/models/slip_vittiny.py): the RILS toy
+# data and schedule, each image in SLIP's three views (the CLIP crop and two SimCLR views).
 _base_ = ['../_base_/models/slip_vittiny.py', '../_base_/toy_cpu.py']
 image_size = 64
 ssl_view = [
