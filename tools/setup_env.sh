@@ -131,7 +131,7 @@ if [ "$MODE" = lite ]; then
             "pip uninstall mmcv, then re-run" ;;
         *) EXTRA=(-r "$ROOT/requirements/mmcv_lite.txt") ;;
     esac
-    say "installing torch, mmcv-lite and the pretraining stack (one pip call, no compiler)"
+    say "installing torch, mmcv-lite and the pretraining stack (one install call, no compiler)"
     "${INSTALL[@]}" "$SETUPTOOLS_PIN" -r "$ROOT/requirements/torch.txt" \
         -r "$ROOT/requirements/runtime.txt" "${EXTRA[@]}" ||
         die "pip could not install the pretraining stack" \
