@@ -182,7 +182,7 @@ def test_sigkill_at_random_iterations_then_resume_is_bit_identical(setup):
 
 
 # ------------------------------------------------------------ 2 gloo processes
-D_EPOCHS, D_ITERS, D_BATCH = 2, 5, 4  # per rank: 2 x 4 = 8 samples an iteration
+D_EPOCHS, D_ITERS, D_BATCH = 2, 5, 4  # 2 ranks x 4 = 8 samples an iteration
 BAD = '000013.jpg'  # a corrupt image: skipped, a stand-in trains in its place
 
 
@@ -198,6 +198,9 @@ def dist_setup(tmp_path_factory):
     # Each rank its own generators (crops, masks), as the paper configs: a
     # resume that gave every rank rank 0's states would not be exact.
     cfg.randomness = dict(seed=0, diff_rank_seed=True)
+    # Data-loader workers (restarted by every resume): the crops are seeded per
+    # sample, so they are the uninterrupted run's too.
+    cfg.train_dataloader.num_workers = 2
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     cfg.dump(str(tmp / 'toy_kill_dist.py'))
     return tmp
