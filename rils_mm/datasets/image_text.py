@@ -38,6 +38,7 @@ import torch
 from mmengine.logging import print_log
 from mmpretrain.datasets.base_dataset import BaseDataset
 from mmpretrain.registry import DATASETS
+from torch.utils.data import get_worker_info
 
 from .utils import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -248,7 +249,10 @@ class ImageTextDataset(BaseDataset):
             return contextlib.nullcontext()
         if self.augment_seed is not None:
             seed = self.augment_seed
-        return seeded_generators(int_seed('augment', seed, epoch, idx, attempt))
+        # In a data-loader worker the generators serve nothing else: no need to
+        # put them back (saves ~0.2 ms a sample).
+        return seeded_generators(int_seed('augment', seed, epoch, idx, attempt),
+                                 restore=get_worker_info() is None)
 
     def prepare_data(self, idx: int):
         """Refuse too large images from their header, then run the pipeline."""
