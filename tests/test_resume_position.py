@@ -153,3 +153,147 @@ def test_webdataset_skip_batches_continues_the_same_stream(tmp_path, num_workers
             assert batches(skip=skip) == full[skip:]
         else:  # each worker replays its stream, its own generators included
             assert batches(skip=skip) == full[skip:]
+
+
+# ------------------------------------------------- CSV data with loader workers
+class _CropModel(BaseModel):
+    """Its loss depends on every pixel of the random crops and on torch noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3 * 8 * 8, 1)
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        x = inputs.float().flatten(1) / 255
+        noise = torch.rand(x.shape[0], 1)  # the training process's own stream
+        return dict(loss=(self.linear(x) * noise).pow(2).mean())
+
+
+class _RecordCrops(Hook):
+
+    def __init__(self):
+        self.seen = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        names = [s.img_path.rsplit('/', 1)[-1] for s in data_batch['data_samples']]
+        crops = [int(x.long().sum()) for x in data_batch['inputs']]  # the crop's pixels
+        self.seen.append((runner.epoch, runner.iter, batch_idx, names, crops))
+
+
+@pytest.fixture(scope='module')
+def toy_csv(tmp_path_factory):
+    from rils_mm.testing import generate_toy_corpus
+    root = tmp_path_factory.mktemp('toy_csv')
+    generate_toy_corpus(str(root), num_train=12, num_val=0, image_size=32, seed=1,
+                        shard_size=12)
+    return str(root)
+
+
+def _csv_runner(work_dir, name, data_root, num_workers, resume_from=None):
+    torch.manual_seed(0)
+    record = _RecordCrops()
+    runner = Runner(
+        model=_CropModel(),
+        work_dir=str(work_dir),
+        experiment_name=name,
+        train_dataloader=dict(
+            dataset=dict(type='ImageTextDataset', data_root=data_root, ann_file='train.csv',
+                         pipeline=[dict(type='LoadImageFromFile'),
+                                   dict(type='RandomResizedCrop', scale=8,
+                                        crop_ratio_range=(0.2, 1.0)),
+                                   dict(type='RandomFlip', prob=0.5),
+                                   dict(type='PackInputs')]),
+            sampler=dict(type='ResumableSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'), batch_size=3,  # 4 batches an epoch
+            num_workers=num_workers, persistent_workers=False),
+        optim_wrapper=dict(type='FiniteStepOptimWrapper', optimizer=dict(type='AdamW', lr=0.1)),
+        train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
+                                           interval_iters=3)),
+        custom_hooks=[dict(type='RNGStateHook'), dict(type='WebDatasetEpochHook'), record],
+        randomness=dict(seed=0),
+        resume=resume_from is not None,
+        load_from=resume_from,
+        default_scope='mmpretrain')
+    return runner, record
+
+
+def test_csv_with_workers_resumes_bit_exactly(toy_csv, tmp_path):
+    """Per-sample augmentation seeds: loader workers (restarted by a resume in the
+    middle of an epoch) crop and flip exactly as an uninterrupted run, and as a run
+    without workers."""
+    runner, ref = _csv_runner(tmp_path / 'ref', 'csv_ref', toy_csv, num_workers=2)
+    runner.train()
+    final = copy.deepcopy(runner.model.state_dict())
+    # the crops are random: the same image is cropped differently in other epochs
+    crops = {}
+    for epoch, _, _, names, sums in ref.seen:
+        for name, s in zip(names, sums):
+            crops.setdefault(name, set()).add(s)
+    assert sum(len(v) > 1 for v in crops.values()) >= len(crops) // 2
+
+    # iter_6.pth: epoch 1 (0-based) after 2 of its 4 batches; the new workers
+    # start at batch 3, so without per-sample seeds their crops would differ.
+    runner, rec = _csv_runner(tmp_path / 'ref', 'csv_resumed', toy_csv, num_workers=2,
+                              resume_from=str(tmp_path / 'ref' / 'iter_6.pth'))
+    runner.train()
+    assert rec.seen == ref.seen[6:]
+    for k, v in final.items():
+        assert torch.equal(v, runner.model.state_dict()[k]), k
+
+    # Without workers (augmentations in the training process): the same run.
+    runner, main = _csv_runner(tmp_path / 'main', 'csv_main', toy_csv, num_workers=0)
+    runner.train()
+    assert main.seen == ref.seen
+    for k, v in final.items():
+        assert torch.equal(v, runner.model.state_dict()[k]), k
+
+
+# ------------------------------------------------------------- RNG state hook
+def test_rng_state_hook_puts_back_this_ranks_states(tmp_path):
+    from unittest.mock import MagicMock
+
+    from rils_mm.engine.hooks import RNGStateHook
+    hook = RNGStateHook()
+    runner = MagicMock(_resume=True, iter=5)
+    runner.train_loop.dataloader.__len__.return_value = 4
+    ckpt = dict(meta=dict(epoch=1, iter=6))
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    hook.gather_rank_states(runner)  # on every rank, by AtomicCheckpointHook
+    hook.before_save_checkpoint(runner, ckpt)  # on rank 0
+    after = (random.random(), np.random.rand(), torch.rand(1))
+    state = ckpt['rng_state']
+    assert state['world_size'] == 1 and len(state['ranks']) == 1 and state['mid_epoch']
+    torch.save(ckpt, tmp_path / 'c.pth')  # loads with weights_only=True
+    ckpt = torch.load(tmp_path / 'c.pth', weights_only=True)
+    random.seed(2)
+    np.random.seed(2)
+    torch.manual_seed(2)  # as Runner.resume re-seeding, after the load
+    hook.after_load_checkpoint(runner, ckpt)
+    hook.before_train(runner)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == after
+
+
+def test_rng_state_hook_with_another_number_of_ranks():
+    from unittest.mock import MagicMock
+
+    from rils_mm.engine.hooks import RNGStateHook
+    from rils_mm.engine.hooks.rng_state_hook import get_rng_states
+    hook = RNGStateHook()
+    runner = MagicMock(_resume=True)
+    two = [get_rng_states(), get_rng_states()]
+    with pytest.raises(RuntimeError, match=r'written by 2 rank\(s\) in the middle of an epoch, '
+                       r'this run has 1.*epoch_N\.pth'):
+        hook.after_load_checkpoint(
+            runner, dict(rng_state=dict(world_size=2, ranks=two, mid_epoch=True)))
+    # At an epoch's end: a warning, and the generators seeded at start-up are kept.
+    hook.after_load_checkpoint(
+        runner, dict(rng_state=dict(world_size=2, ranks=two, mid_epoch=False)))
+    assert 'written by 2 rank(s), this run has 1' in runner.logger.warning.call_args[0][0]
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    hook.before_train(runner)
+    assert torch.equal(torch.rand(1), expected)

@@ -1,49 +1,12 @@
-# MAE baseline (Tables 1, 9): mmpretrain's own MAE / MAEViT / MAEPretrainDecoder /
-# MAEPretrainHead (normalised-pixel target, 75 % random mask, MAE's 8-block 512-d decoder)
-# on the RILS data pipeline and schedule; the captions are loaded but ignored.
+# MAE baseline (Tables 1, 9): mmpretrain's own MAE (configs/_base_/models/mae_vitb16.py) on
+# the RILS data pipeline and schedule; the captions are loaded but ignored.
 #   tools/dist_train.sh configs/mae/mae_vitb16_l20m.py 32
-# MAEViT is RILSViT but for a bias on k, which cancels in the softmax (RILSViT loads
-# MAEViT checkpoints, see QVBiasLinear). No text tower, so no zero-shot evaluation.
-_base_ = '../rils/rils_vitb16_l20m.py'
-_vit_init = [
-    dict(type='Xavier', layer='Linear', distribution='uniform'),
-    dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
+_base_ = [
+    '../_base_/models/mae_vitb16.py',
+    '../_base_/datasets/laion_wds.py',
+    '../_base_/schedules/adamw_25e.py',
+    '../_base_/default_runtime.py',
 ]
-model = dict(
-    _delete_=True,
-    type='MAE',
-    data_preprocessor=dict(  # CLIP statistics, as every method here
-        type='ClsDataPreprocessor',
-        mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.32316305],
-        to_rgb=True),
-    backbone=dict(
-        type='MAEViT',
-        arch='b',
-        img_size=224,
-        patch_size=16,
-        mask_ratio=0.75,
-        norm_cfg=dict(type='LN', eps=1e-6),
-        init_cfg=_vit_init),
-    neck=dict(
-        type='MAEPretrainDecoder',
-        num_patches=196,
-        patch_size=16,
-        embed_dim=768,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-        predict_feature_dim=16 * 16 * 3,
-        init_cfg=_vit_init),
-    head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=16,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-)
-val_dataloader = None
-val_evaluator = None
-val_cfg = None
-test_dataloader = None
-test_evaluator = None
-test_cfg = None
+# No text tower, so no zero-shot evaluation.
+val_dataloader = val_evaluator = val_cfg = None
+test_dataloader = test_evaluator = test_cfg = None

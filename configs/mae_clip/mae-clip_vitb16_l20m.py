@@ -2,24 +2,9 @@
 # the reconstruction target changed only: RILS' 1-block decoder predicts normalised pixels of
 # the masked patches (MAE's loss) and the intact view gives L_contra; the two are summed.
 #   tools/dist_train.sh configs/mae_clip/mae-clip_vitb16_l20m.py 32
-_base_ = '../rils/rils_vitb16_l20m.py'
-model = dict(
-    type='MAECLIP',
-    neck=dict(predict_feature_dim=16 * 16 * 3),
-    head=dict(
-        _delete_=True,
-        type='ImageTextContrastiveHead',
-        vision_dims=768,
-        text_dims=512,
-        embed_dims=512,
-        init_logit_scale=1 / 0.07,
-        logit_scale_max=100.0,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0, local_loss=True,
-                              gather_with_grad=False)),  # official semantics, as RILS
-    pixel_head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=16,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-    pixel_loss_weight=1.0,
-)
+_base_ = [
+    '../_base_/models/mae-clip_vitb16.py',
+    '../_base_/datasets/laion_wds.py',
+    '../_base_/schedules/adamw_25e.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,28 +1,3 @@
 # A tiny RILS for the toy corpus: trains on 2 CPU cores in a few minutes and evaluates
 # zero-shot classification on the held-out toy split after the last epoch.
-_base_ = [
-    '../_base_/models/rils_vittiny.py',
-    '../_base_/datasets/toy_csv.py',
-    '../_base_/schedules/adamw_25e.py',
-    '../_base_/default_runtime.py',
-]
-max_epochs = 10
-optim_wrapper = dict(
-    _delete_=True,
-    type='FiniteStepOptimWrapper',  # fp32; skips non-finite steps
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-8),
-    paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1,
-         end=max_epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
-auto_scale_lr = dict(base_batch_size=64)
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
-randomness = dict(seed=0, diff_rank_seed=False)
+_base_ = ['../_base_/models/rils_vittiny.py', '../_base_/toy_cpu.py']

@@ -1,9 +1,14 @@
 # SLIP baseline (Table 1): CLIP + SimCLR, SLIP's recipe for the SSL part: 3-layer MLP
-# (4096 hidden, SyncBN, 256 out), NT-Xent with temperature 0.1, SSL scale 1.0, two views
-# with SLIP's augmentations; the CLIP view, encoder, text encoder, head and schedule are the
-# RILS ViT-B/16 L-20M config's.
+# (4096 hidden, SyncBN, 256 out), NT-Xent with temperature 0.1, SSL scale 1.0
+# (configs/_base_/models/slip_vitb16.py), two views with SLIP's augmentations; the CLIP view,
+# encoder, text encoder, head and schedule are the RILS ViT-B/16 L-20M config's.
 #   tools/dist_train.sh configs/slip/slip_vitb16_l20m.py 32
-_base_ = '../rils/rils_vitb16_l20m.py'
+_base_ = [
+    '../_base_/models/slip_vitb16.py',
+    '../_base_/datasets/laion_wds.py',
+    '../_base_/schedules/adamw_25e.py',
+    '../_base_/default_runtime.py',
+]
 image_size = 224
 # SLIP's `augment`: RandomResizedCrop(0.08-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8,
 # grayscale p 0.2, Gaussian blur sigma 0.1-2 p 0.5, horizontal flip.
@@ -22,28 +27,3 @@ train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='TokenizeText', context_length=77),
     dict(type='PackImageTextInputs'),
 ]))
-model = dict(
-    type='SLIP',
-    neck=None,
-    head=dict(
-        _delete_=True,
-        type='ImageTextContrastiveHead',
-        vision_dims=768,
-        text_dims=512,
-        embed_dims=512,
-        init_logit_scale=1 / 0.07,
-        logit_scale_max=100.0,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0)),
-    ssl_neck=dict(
-        type='NonLinearNeck',
-        in_channels=768,
-        hid_channels=4096,
-        out_channels=256,
-        num_layers=3,
-        with_bias=True,
-        with_last_bias=True,
-        with_last_bn=False,
-        with_avg_pool=False,
-        norm_cfg=dict(type='SyncBN')),
-    ssl_loss=dict(type='SimCLRLoss', temperature=0.1, loss_weight=1.0),
-)

@@ -1,6 +1,6 @@
-# The tiny SLIP on the toy corpus: the RILS toy config plus SLIP's SSL branch, its MLP scaled
-# to the toy width (512 hidden, 128 out) with plain BatchNorm (SyncBN needs GPUs).
-_base_ = '../rils/rils_vittiny_toy.py'
+# The tiny SLIP on the toy corpus (model: configs/_base_/models/slip_vittiny.py): the RILS toy
+# data and schedule, each image in SLIP's three views (the CLIP crop and two SimCLR views).
+_base_ = ['../_base_/models/slip_vittiny.py', '../_base_/toy_cpu.py']
 image_size = 64
 ssl_view = [
     dict(type='RandomResizedCrop', scale=image_size, crop_ratio_range=(0.08, 1.0)),
@@ -18,26 +18,3 @@ train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='TokenizeText', context_length=32),
     dict(type='PackImageTextInputs'),
 ]))
-model = dict(
-    type='SLIP',
-    neck=None,
-    head=dict(
-        _delete_=True,
-        type='ImageTextContrastiveHead',
-        vision_dims=128,
-        text_dims=128,
-        embed_dims=128,
-        contrastive_loss=dict(type='ImageTextContrastiveLoss', loss_weight=1.0)),
-    ssl_neck=dict(
-        type='NonLinearNeck',
-        in_channels=128,
-        hid_channels=512,
-        out_channels=128,
-        num_layers=3,
-        with_bias=True,
-        with_last_bias=True,
-        with_last_bn=False,
-        with_avg_pool=False,
-        norm_cfg=dict(type='BN1d')),
-    ssl_loss=dict(type='SimCLRLoss', temperature=0.1, loss_weight=1.0),
-)

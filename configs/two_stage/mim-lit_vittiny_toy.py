@@ -1,10 +1,6 @@
-# MIM->LiT at toy scale: CLIP toy config, image encoder from the toy MAE and locked.
+# MIM->LiT at toy scale: MIM->CLIP at toy scale (CLIP toy config, image encoder from the toy
+# MAE) with that encoder locked.
 #   python tools/train.py configs/mae/mae_vittiny_toy.py        (stage 1)
 #   python tools/train.py configs/two_stage/mim-lit_vittiny_toy.py
-_base_ = '../clip/clip_vittiny_toy.py'
-mae_checkpoint = 'work_dirs/mae_vittiny_toy/epoch_10.pth'
-model = dict(
-    freeze_backbone=True,
-    backbone=dict(
-        init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=mae_checkpoint,
-                      prefix='backbone.')))
+_base_ = './mim-clip_vittiny_toy.py'
+model = dict(freeze_backbone=True)

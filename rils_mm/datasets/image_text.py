@@ -18,23 +18,37 @@ dataset never crashes on a single bad sample:
   ``data_samples`` metainfo carries ``num_skipped``, ``skip_reasons``,
   ``skip_kinds`` and ``is_repeat`` (it stands in for a bad one) so that
   :class:`~rils_mm.engine.hooks.DataSkipCounterHook` counts distinct samples.
+
+Random augmentations are a function of the sample, not of the process: once
+:meth:`ImageTextDataset.set_epoch` was called (the
+:class:`~rils_mm.engine.hooks.WebDatasetEpochHook` of the default runtime does,
+with the run's seed), index ``idx`` of epoch ``e`` is transformed with python's,
+numpy's and torch's generators seeded from ``(seed, e, idx)``. Its crop is then
+the same with 0 or N data-loader workers, after worker restarts and after a
+mid-epoch resume (worker generators would otherwise restart from the epoch's
+start), and the training process's own streams (masking noise) do not move.
 """
+import contextlib
 import logging
 import os.path as osp
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Union
+from typing import ContextManager, Dict, List, Optional, Sequence, Union
 
+import torch
 from mmengine.logging import print_log
 from mmpretrain.datasets.base_dataset import BaseDataset
 from mmpretrain.registry import DATASETS
+from torch.utils.data import get_worker_info
 
 from .utils import (
     DEFAULT_MAX_IMAGE_PIXELS,
     attach_skip_info,
     check_image_pixels,
     describe_failure,
+    int_seed,
     read_annotation_rows,
     resolve_image_root,
+    seeded_generators,
 )
 
 __all__ = ['ImageTextDataset']
@@ -82,6 +96,9 @@ class ImageTextDataset(BaseDataset):
         max_caption_chars (int): Rows with longer captions are dropped (the
             tokenizer needs ~2 s per MiB and keeps only the first tokens).
             Defaults to 262144.
+        augment_seed (int, optional): Base seed of the per-sample augmentation
+            randomness. Defaults to None: the seed given to :meth:`set_epoch`
+            (the run's seed, ``runner.seed``).
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``serialize_data``, ``lazy_init``, ``test_mode``...).
     """
@@ -96,6 +113,7 @@ class ImageTextDataset(BaseDataset):
                  data_prefix: Union[str, dict] = '',
                  max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
                  max_caption_chars: int = 262144,
+                 augment_seed: Optional[int] = None,
                  **kwargs) -> None:
         if not isinstance(max_refetch, int) or max_refetch < 1:
             raise ValueError(f'max_refetch must be a positive int, got '
@@ -109,6 +127,10 @@ class ImageTextDataset(BaseDataset):
         self.invalid_row_kinds: Dict[str, int] = {}
         #: The first few ``'<file>:<line>: <reason>'`` of them.
         self.invalid_row_examples: List[str] = []
+        self.augment_seed = augment_seed
+        # [epoch, seed, whether set_epoch was called]; in shared memory so that
+        # persistent data-loader workers see set_epoch() calls.
+        self._augment_state = torch.zeros(3, dtype=torch.int64).share_memory_()
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -191,7 +213,8 @@ class ImageTextDataset(BaseDataset):
             cur = (idx + attempt) % n
             exc: Optional[BaseException] = None
             try:
-                data = self.prepare_data(cur)
+                with self._augment_rng(idx, attempt):
+                    data = self.prepare_data(cur)
             except Exception as e:  # noqa: BLE001 - any bad sample is skipped
                 data, exc = None, e
             if data is not None:
@@ -209,6 +232,27 @@ class ImageTextDataset(BaseDataset):
             f'{type(self).__name__} ({self.ann_file}): {len(reasons)} '
             f'consecutive samples starting at index {idx} failed; the data '
             f'set looks mostly broken. Last failures:\n  {last}')
+
+    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
+        """Seed the random augmentations of ``epoch`` per sample (see the module
+        docstring) from ``augment_seed``, else ``seed``, else 0."""
+        self._augment_state[0] = int(epoch)
+        if seed is not None:
+            self._augment_state[1] = int(seed)
+        self._augment_state[2] = 1
+
+    def _augment_rng(self, idx: int, attempt: int) -> ContextManager:
+        """Generators seeded for the ``attempt``-th try of sample ``idx`` (a
+        stand-in for a bad sample gets other crops than its own turn)."""
+        epoch, seed, active = (int(v) for v in self._augment_state)
+        if not active:  # no epoch known: the global generators, as they are
+            return contextlib.nullcontext()
+        if self.augment_seed is not None:
+            seed = self.augment_seed
+        # In a data-loader worker the generators serve nothing else: no need to
+        # put them back (saves ~0.2 ms a sample).
+        return seeded_generators(int_seed('augment', seed, epoch, idx, attempt),
+                                 restore=get_worker_info() is None)
 
     def prepare_data(self, idx: int):
         """Refuse too large images from their header, then run the pipeline."""

@@ -8,7 +8,6 @@ members of a shard (with honest accounting of truncated shards and duplicate key
 decoding, the mmengine pipeline, bad-sample accounting and the rank/worker split are
 done here.
 """
-import hashlib
 import io
 import itertools
 import logging
@@ -39,14 +38,11 @@ from .utils import (
     short_message,
     skip_kind,
 )
+from .utils import (
+    int_seed as _int_seed,
+)
 
 __all__ = ['WebImageTextDataset']
-
-
-def _int_seed(*parts) -> int:
-    """A process-independent 63-bit seed from ``parts`` (unlike ``hash``)."""
-    digest = hashlib.sha256('/'.join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], 'little') >> 1
 
 
 def _local_path(url: str) -> Optional[str]:

@@ -59,12 +59,20 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
       :class:`~rils_mm.datasets.WebImageTextDataset`) fast-forwards its
       deterministic stream.
 
+    Every rank trains one batch per iteration, so ``k`` is the same on every
+    rank and each rank skips its own first ``k`` batches (its share of the
+    epoch's permutation, or its own stream): the position needs no per-rank
+    state in the checkpoint. The per-rank random states and bad-sample counts
+    do (:class:`~rils_mm.engine.hooks.RNGStateHook`,
+    :class:`~rils_mm.engine.hooks.DataSkipCounterHook`).
+
     Creating the data-loader iterator draws a base seed from torch's global
     generator; the epoch's first draw was already made (and saved with the
     RNG states, see :class:`~rils_mm.engine.hooks.RNGStateHook`) in the
     interrupted run, so here the torch RNG state is put back after the
-    iterator is created. With ``num_workers=0`` the resumed run is then bit
-    for bit the uninterrupted one (``tests/test_kill_resume.py``).
+    iterator is created. The resumed run is then bit for bit the
+    uninterrupted one, with one process or several (gloo) and with data-loader
+    workers (``tests/test_kill_resume.py``, ``tests/test_resume_position.py``).
 
     Args: see :class:`mmengine.runner.EpochBasedTrainLoop`.
     """

@@ -10,7 +10,7 @@ from mmpretrain.registry import HOOKS
 
 from rils_mm.utils.checkpoint import atomic_write_text, fsync_path
 
-__all__ = ['AtomicCheckpointHook']
+__all__ = ['AtomicCheckpointHook', 'gather_rank_states']
 
 #: Suffix of a checkpoint being written; renamed to its final name when complete.
 TMP_SUFFIX = '.tmp'
@@ -40,6 +40,13 @@ class AtomicCheckpointHook(CheckpointHook):
 
     Non-local ``out_dir`` back-ends (``s3://`` ...) have no rename; there the
     parent's behaviour is used.
+
+    Per-rank state: mmengine's ``Runner.save_checkpoint`` (and with it the
+    ``before_save_checkpoint`` hooks) runs on rank 0 only, so hooks that save
+    every rank's state (:class:`~rils_mm.engine.hooks.RNGStateHook`,
+    :class:`~rils_mm.engine.hooks.DataSkipCounterHook`) get a
+    ``gather_rank_states(runner)`` call on **all** ranks first (a collective,
+    in hook order), and write what they gathered from ``before_save_checkpoint``.
 
     Args:
         interval_iters (int): Mid-epoch checkpoint period in iterations when
@@ -105,6 +112,7 @@ class AtomicCheckpointHook(CheckpointHook):
                                    meta,
                                    filename_tmpl: Optional[str] = None):
         """Write atomically, then update the pointer, then prune."""
+        gather_rank_states(runner)
         if not self._is_local():
             return super()._save_checkpoint_with_step(runner, step, meta)
         name = (filename_tmpl or self.filename_tmpl).format(step)
@@ -142,3 +150,12 @@ class AtomicCheckpointHook(CheckpointHook):
             path = osp.join(self.out_dir, old)
             if osp.isfile(path):
                 os.remove(path)
+
+
+def gather_rank_states(runner) -> None:
+    """Let every hook with a ``gather_rank_states`` method collect all ranks'
+    state for the next checkpoint (call on every rank, like a collective)."""
+    for hook in runner.hooks:
+        gather = getattr(hook, 'gather_rank_states', None)
+        if callable(gather):
+            gather(runner)

@@ -3,7 +3,7 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.dist import all_gather_object, all_reduce
+from mmengine.dist import all_gather_object, all_reduce, get_dist_info
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -52,8 +52,10 @@ class DataSkipCounterHook(Hook):
       checkpoint), then does the same check.
 
     Counts restart every epoch (with an iteration-based loop, which has no
-    epochs, they accumulate over the run). A run resumed from a mid-epoch
-    checkpoint continues rank 0's counts of that epoch.
+    epochs, they accumulate over the run). Checkpoints hold every rank's counts
+    of the epoch so far, and a run resumed from a mid-epoch checkpoint continues
+    each rank from its own, so the resumed epoch's line is the uninterrupted
+    run's.
 
     Args:
         max_skip_ratio (float): Largest tolerated fraction of bad distinct
@@ -83,6 +85,7 @@ class DataSkipCounterHook(Hook):
         self.check_interval = check_interval
         self.num_examples = num_examples
         self._resumed: Optional[dict] = None
+        self._gathered: Optional[tuple] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -108,18 +111,57 @@ class DataSkipCounterHook(Hook):
             self._kinds = Counter(state['kinds'])
             self._examples = list(state['examples'])
 
+    def gather_rank_states(self, runner) -> None:
+        """Collect every rank's counts of this epoch so far (a collective: called
+        on all ranks by :class:`~rils_mm.engine.hooks.AtomicCheckpointHook`)."""
+        self._gathered = (runner.iter, all_gather_object(self._own_counts()))
+
+    def _own_counts(self) -> dict:
+        return dict(used=self._used, skipped=self._skipped, repeats=self._repeats,
+                    kinds=dict(self._kinds), examples=list(self._examples))
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep this epoch's counts so far (rank 0's) for a mid-epoch resume."""
-        checkpoint['data_skip_counts'] = dict(
-            epoch=runner.epoch, used=self._used, skipped=self._skipped,
-            repeats=self._repeats, kinds=dict(self._kinds), examples=list(self._examples))
+        """Keep every rank's counts of this epoch so far, for a mid-epoch resume."""
+        gathered, self._gathered = self._gathered, None
+        if gathered is not None and gathered[0] == runner.iter:
+            ranks = gathered[1]
+        elif get_dist_info()[1] == 1:
+            ranks = [self._own_counts()]
+        else:  # saved without a gather on all ranks: rank 0's, older format
+            checkpoint['data_skip_counts'] = dict(self._own_counts(), epoch=runner.epoch)
+            return
+        checkpoint['data_skip_counts'] = dict(epoch=runner.epoch, world_size=len(ranks),
+                                              ranks=ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Remember the saved counts; used if the resumed epoch is unfinished."""
+        """Remember this rank's saved counts; used if the resumed epoch is unfinished.
+
+        With a different number of ranks than the checkpoint's, rank 0 continues
+        from the sum of all saved ranks' counts and the others from zero, so the
+        epoch's totals (summed over ranks) stay right.
+        """
+        self._resumed = None
         state = checkpoint.get('data_skip_counts')
-        if state and getattr(runner, '_resume', False):
-            from mmengine.dist import get_rank
-            self._resumed = state if get_rank() == 0 else None
+        if not state or not getattr(runner, '_resume', False):
+            return
+        rank, world_size = get_dist_info()
+        if 'ranks' not in state:  # older format: rank 0's counts only
+            self._resumed = state if rank == 0 else None
+            return
+        ranks = state['ranks']
+        if len(ranks) == world_size:
+            mine = ranks[rank]
+        elif rank == 0:
+            kinds: Counter = Counter()
+            for r in ranks:
+                kinds.update(r['kinds'])
+            mine = dict(used=sum(r['used'] for r in ranks),
+                        skipped=sum(r['skipped'] for r in ranks),
+                        repeats=sum(r['repeats'] for r in ranks), kinds=dict(kinds),
+                        examples=[e for r in ranks for e in r['examples']][:self.num_examples])
+        else:
+            return
+        self._resumed = dict(mine, epoch=state['epoch'])
 
     def after_train_iter(self,
                          runner,

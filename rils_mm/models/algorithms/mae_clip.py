@@ -1,16 +1,14 @@
 """MAE+CLIP: pixel reconstruction and image-text contrast, summed (Fig. 2, Table 10)."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 
-from .zero_shot import ZeroShotClassifierMixin, clip_data_preprocessor
+from .image_text import ImageTextPretrainer
 
 
 @MODELS.register_module()
-class MAECLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
+class MAECLIP(ImageTextPretrainer):
     """The naive combination of MAE and CLIP the paper compares RILS with.
 
     One step (Fig. 2, "MAE+CLIP"; Table 10, "raw pixel space"):
@@ -48,36 +46,11 @@ class MAECLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = clip_data_preprocessor()
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
+        super().__init__(backbone=backbone, neck=neck, head=head, text_encoder=text_encoder,
+                         pretrained=pretrained, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.pixel_head = MODELS.build(pixel_head)
-        self.text_encoder = MODELS.build(text_encoder)
         self.pixel_loss_weight = pixel_loss_weight
-        self.register_buffer('zero_shot_weights', None, persistent=False)
-
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image embeddings ``z^I`` (B, D), Eq. 4."""
-        return self.head.embed_image(self.backbone.forward_intact(images)[:, 1:])
-
-    def encode_text(self, text_tokens: torch.Tensor) -> torch.Tensor:
-        """Normalised text embeddings ``z^T`` (B, D), Eq. 4."""
-        return self.head.embed_text(self.text_encoder(text_tokens))
-
-    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
-             **kwargs) -> Dict[str, torch.Tensor]:
-        """Losses of one batch: images (B, 3, H, W) and captions tokenised in
-        ``data_samples[i].text_tokens``."""
-        if isinstance(inputs, (list, tuple)):
-            inputs = inputs[0]
-        tokens = torch.stack([ds.text_tokens for ds in data_samples])
-        return self.forward_train(inputs, tokens, **kwargs)
 
     def forward_train(
             self,
@@ -94,10 +67,3 @@ class MAECLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
         losses['loss_pixel'] = self.pixel_loss_weight * self.pixel_head.loss(
             pred, images, mask)
         return losses
-
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        """``tensor``: backbone features; ``loss``: the summed losses;
-        ``predict``: zero-shot classification."""
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        return super().forward(inputs, data_samples, mode)

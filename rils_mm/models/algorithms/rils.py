@@ -1,16 +1,14 @@
 """RILS: masked visual reconstruction in language semantic space (Fig. 1)."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 
-from .zero_shot import ZeroShotClassifierMixin, clip_data_preprocessor
+from .image_text import ImageTextPretrainer
 
 
 @MODELS.register_module()
-class RILS(ZeroShotClassifierMixin, BaseSelfSupervisor):
+class RILS(ImageTextPretrainer):
     """RILS (CVPR 2023): three Transformers trained end to end.
 
     One step (paper Sec. 3, Fig. 1):
@@ -45,37 +43,9 @@ class RILS(ZeroShotClassifierMixin, BaseSelfSupervisor):
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = clip_data_preprocessor()
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
-        self.register_buffer('zero_shot_weights', None, persistent=False)
-
-    # ------------------------------------------------------------ encoders
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image embeddings ``z^I`` (B, D), Eq. 4."""
-        tokens = self.backbone.forward_intact(images)
-        return self.head.embed_image(tokens[:, 1:])
-
-    def encode_text(self, text_tokens: torch.Tensor) -> torch.Tensor:
-        """Normalised text embeddings ``z^T`` (B, D), Eq. 4."""
-        return self.head.embed_text(self.text_encoder(text_tokens))
-
-    # ------------------------------------------------------------ training
-    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
-             **kwargs) -> Dict[str, torch.Tensor]:
-        """Losses of one batch: images ``inputs`` (B, 3, H, W) and captions
-        tokenised in ``data_samples[i].text_tokens``."""
-        if isinstance(inputs, (list, tuple)):  # SelfSupDataPreprocessor views
-            inputs = inputs[0]
-        tokens = torch.stack([ds.text_tokens for ds in data_samples])
-        return self.forward_train(inputs, tokens, **kwargs)
+        super().__init__(backbone=backbone, neck=neck, head=head, text_encoder=text_encoder,
+                         pretrained=pretrained, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
 
     def forward_train(
             self,
@@ -94,10 +64,3 @@ class RILS(ZeroShotClassifierMixin, BaseSelfSupervisor):
         g = self.neck(latent, ids_restore)  # (B, N, C), Eq. 3
         h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
         return self.head.loss(f, g, h, mask)
-
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        """``tensor``: backbone features; ``loss``: Eq. 10; ``predict``:
-        zero-shot classification."""
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        return super().forward(inputs, data_samples, mode)

@@ -2,15 +2,14 @@
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from .zero_shot import CLIP_MEAN, CLIP_STD, ZeroShotClassifierMixin
+from .image_text import ImageTextPretrainer
 
 
 @MODELS.register_module()
-class SLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
+class SLIP(ImageTextPretrainer):
     """SLIP (Mu et al., ECCV 2022), the self-supervised + language baseline.
 
     Each sample comes in three views (``MultiView`` in the data pipeline):
@@ -36,6 +35,8 @@ class SLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
             mean/std and BGR->RGB.
     """
 
+    data_preprocessor_type = 'SelfSupDataPreprocessor'
+
     def __init__(self,
                  backbone: dict,
                  head: dict,
@@ -49,27 +50,11 @@ class SLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
         if neck is not None:
             raise ValueError('SLIP has no vision decoder: set `neck=None` (its MLP is '
                              f'`ssl_neck`), got neck={neck!r}')
-        if data_preprocessor is None:
-            data_preprocessor = dict(
-                type='SelfSupDataPreprocessor', mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True)
-        super().__init__(
-            backbone=backbone,
-            head=head,
-            pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        self.text_encoder = MODELS.build(text_encoder)
+        super().__init__(backbone=backbone, head=head, text_encoder=text_encoder,
+                         pretrained=pretrained, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.ssl_neck = MODELS.build(ssl_neck)
         self.ssl_loss = MODELS.build(ssl_loss)
-        self.register_buffer('zero_shot_weights', None, persistent=False)
-
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image embeddings ``z^I`` (B, D), Eq. 4."""
-        return self.head.embed_image(self.backbone.forward_intact(images)[:, 1:])
-
-    def encode_text(self, text_tokens: torch.Tensor) -> torch.Tensor:
-        """Normalised text embeddings ``z^T`` (B, D), Eq. 4."""
-        return self.head.embed_text(self.text_encoder(text_tokens))
 
     def loss(self, inputs: Sequence[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -82,8 +67,7 @@ class SLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
                 'SLIP needs three views per sample (the CLIP view and two SimCLR '
                 "augmentations): use dict(type='MultiView', num_views=[1, 2], ...) in the "
                 f'train pipeline and SelfSupDataPreprocessor; got {got}')
-        tokens = torch.stack([ds.text_tokens for ds in data_samples])
-        return self.forward_train(inputs[0], inputs[1], inputs[2], tokens)
+        return self.forward_train(*inputs, self.text_tokens(data_samples))
 
     def forward_train(self, images: torch.Tensor, aug1: torch.Tensor, aug2: torch.Tensor,
                       text_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -97,10 +81,3 @@ class SLIP(ZeroShotClassifierMixin, BaseSelfSupervisor):
         e1, e2 = self.ssl_neck([p1])[0], self.ssl_neck([p2])[0]
         losses['loss_ssl'] = self.ssl_loss(e1, e2)
         return losses
-
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        """``tensor``: backbone features; ``loss``: L_contra + s L_ssl;
-        ``predict``: zero-shot classification."""
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        return super().forward(inputs, data_samples, mode)

@@ -11,9 +11,9 @@ CLIP_MEAN = [0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255]
 CLIP_STD = [0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255]
 
 
-def clip_data_preprocessor() -> dict:
-    """mmpretrain's ``ClsDataPreprocessor`` with CLIP mean/std and BGR->RGB."""
-    return dict(type='ClsDataPreprocessor', mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True)
+def clip_data_preprocessor(preprocessor: str = 'ClsDataPreprocessor') -> dict:
+    """mmpretrain's ``preprocessor`` (a registry name) with CLIP mean/std and BGR->RGB."""
+    return dict(type=preprocessor, mean=CLIP_MEAN, std=CLIP_STD, to_rgb=True)
 
 
 class ZeroShotClassifierMixin:
