@@ -71,3 +71,56 @@ def test_laion_like_caption_lengths_are_short_with_a_tail():
     pos = torch.arange(77)
     assert torch.all(tokens[pos[None] > eot[:, None]] == 0)
     assert torch.all(tokens[:, 0] == 49406)
+
+
+def test_our_side_steps_through_the_configs_optimiser_wrapper(tmp_path):
+    """By default our step is the configured one: the config's AdamW (fused)
+    with its parameter groups, inside its (fp32 sibling of the AMP) wrapper,
+    gradients freed after the step."""
+    from benchmark_train import OursRunner, parse_args, setup
+    cfg = tmp_path / 'tiny_sched.py'
+    cfg.write_text(
+        TINY.replace("_base_ = '%s'", "_base_ = ['%s', '%s']")
+        % (osp.join(ROOT, 'configs', '_base_', 'models', 'rils_vittiny.py'),
+           osp.join(ROOT, 'configs', '_base_', 'schedules', 'adamw_25e.py')))
+    args = parse_args([str(cfg), '--batch-size', '2', '--device', 'cpu'])
+    setup(args)
+    runner = OursRunner(str(cfg), args)
+    assert runner.optim_desc.startswith('config optim_wrapper: FiniteStepOptimWrapper')
+    assert 'AdamW (fused' in runner.optim_desc
+    decay = {id(p): g['weight_decay'] for g in runner.optim.param_groups
+             for p in g['params']}
+    m = runner.model
+    assert decay[id(m.backbone.layers[0].attn.proj.bias)] == 0
+    assert decay[id(m.backbone.layers[0].ln1.weight)] == 0
+    assert decay[id(m.head.logit_scale)] == 0
+    assert decay[id(m.backbone.layers[0].attn.proj.weight)] == 0.5
+    before = m.backbone.layers[0].attn.proj.weight.detach().clone()
+    runner.step()
+    assert not torch.equal(before, m.backbone.layers[0].attn.proj.weight)
+    assert all(p.grad is None for p in m.parameters())  # zero_grad after the step
+
+    plain = OursRunner(str(cfg), parse_args([str(cfg), '--batch-size', '2', '--device',
+                                             'cpu', '--plain-adamw']))
+    assert plain.optim_wrapper is None and len(plain.optim.param_groups) == 1
+
+
+def test_official_side_optimiser_is_slips():
+    from benchmark_train import adamw_implementation, slip_adamw
+    model = torch.nn.Module()
+    model.fc = torch.nn.Linear(4, 4)
+    model.ln_1 = torch.nn.LayerNorm(4)
+    model.positional_embedding = torch.nn.Parameter(torch.zeros(3, 4))
+    model.logit_scale = torch.nn.Parameter(torch.zeros(()))
+    optim = slip_adamw(model)
+    wd, no_wd = optim.param_groups
+    assert wd['weight_decay'] == 0.5 and no_wd['weight_decay'] == 0
+    assert {id(p) for p in wd['params']} == {id(model.fc.weight),
+                                            id(model.positional_embedding)}
+    assert len(no_wd['params']) == 4
+    assert optim.defaults['betas'] == (0.9, 0.98) and optim.defaults['eps'] == 1e-8
+    # torch's default AdamW on CPU parameters is the for-loop implementation
+    assert adamw_implementation(optim) == 'for-loop'
+    params = list(model.parameters())
+    assert adamw_implementation(torch.optim.AdamW(params, fused=True)) == 'fused'
+    assert adamw_implementation(torch.optim.AdamW(params, foreach=True)) == 'foreach'

@@ -120,7 +120,7 @@ def test_vision_and_decoder_attention_use_sdpa_and_match_the_plain_formula():
         torch.testing.assert_close(fast[key], ref[key], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('with_cp', [True, 1])
+@pytest.mark.parametrize('with_cp', [True, 1, 'selective'])
 def test_activation_checkpointing_gives_identical_losses_and_gradients(with_cp):
     drop = dict(backbone=dict(drop_path_rate=0.2))  # RNG must be replayed
     plain = _tiny_rils(**drop)
@@ -164,6 +164,43 @@ def test_activation_checkpointing_keeps_fewer_tensors_for_backward():
     assert saved_bytes(ckpt) < 0.6 * saved_bytes(plain)
 
 
+def _bytes_alive_after_forward(model, batch):
+    """Bytes allocated and not freed during the forward pass (what is kept
+    for backward, plus the small outputs), from the profiler's CPU memory
+    events: unlike saved-tensor hooks this also sees what selective
+    checkpointing caches."""
+    from torch.profiler import ProfilerActivity, profile
+    images, tokens, noise = batch
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        losses = model.forward_train(images, tokens, mask_noise=noise)
+    del losses
+    return sum(e.self_cpu_memory_usage for e in prof.events())
+
+
+def test_selective_checkpointing_keeps_less_without_recomputing_matmuls():
+    batch = fake_batch(8, num_patches=16)
+    cp = dict(backbone=dict(with_cp='selective'), neck=dict(with_cp='selective'),
+              text_encoder=dict(with_cp='selective'))
+    full = {k: dict(with_cp=True) for k in cp}
+    kept = {name: _bytes_alive_after_forward(_tiny_rils(**o), batch)
+            for name, o in (('plain', {}), ('selective', cp), ('full', full))}
+    assert kept['full'] < kept['selective'] < 0.85 * kept['plain']
+
+    # the backward pass recomputes no matrix product: as many mm/addmm/bmm/
+    # attention calls as without checkpointing (full checkpointing repeats them)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def step_flops(model):
+        images, tokens, noise = batch
+        with FlopCounterMode(display=False) as counter:
+            losses = model.forward_train(images, tokens, mask_noise=noise)
+            (losses['loss_contrastive'] + losses['loss_recon']).backward()
+        return counter.get_total_flops()
+
+    plain, sel = step_flops(_tiny_rils()), step_flops(_tiny_rils(**cp))
+    assert sel == plain < step_flops(_tiny_rils(**full))
+
+
 def test_decoder_forward_is_mmpretrains_mae_decoder_forward():
     from mmpretrain.models.necks import MAEPretrainDecoder
     model = _tiny_rils()
@@ -178,8 +215,11 @@ def test_with_cp_rejects_nonsense():
     from rils_mm.models.utils.activation_checkpoint import num_checkpointed
     assert num_checkpointed(True, 4) == 4 and num_checkpointed(False, 4) == 0
     assert num_checkpointed(2, 4) == 2 and num_checkpointed(9, 4) == 4
+    assert num_checkpointed('selective', 4) == 4
     with pytest.raises(ValueError, match='with_cp'):
         num_checkpointed(-1, 4)
+    with pytest.raises(ValueError, match='selective'):
+        num_checkpointed('sometimes', 4)
 
 
 def test_paper_schedule_uses_fused_adamw_with_the_foreach_update():

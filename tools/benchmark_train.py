@@ -7,7 +7,16 @@
     # beside the official hustvl/RILS code (kept outside this repository; needs timm)
     python tools/benchmark_train.py configs/rils/rils_vitb16_l20m.py --official /path/to/RILS
 
-What a step is: forward of the loss, ``backward()`` and one AdamW step, on
+What a step is: forward of the loss, ``backward()`` and one optimiser step,
+each side as its own training code runs it (default): ours through the
+config's ``optim_wrapper`` (built like the Runner does: its AdamW settings,
+e.g. ``fused=True``, its parameter groups and wrapper; an fp16 AMP wrapper
+becomes its fp32 / bf16 sibling as ``tools/train.py`` does), the official
+code as SLIP's ``main.py`` (which the official RILS README credits) runs it:
+``torch.optim.AdamW`` with its two weight-decay groups and torch's default
+implementation for the device, ``GradScaler``, ``zero_grad`` after the step
+and the logit-scale clamp. ``--plain-adamw`` gives both sides the same plain
+``torch.optim.AdamW`` instead. The report names each side's optimiser. On
 synthetic images and captions (``--captions laion``: token counts drawn from a
 LAION-like distribution, see :func:`caption_lengths`; ``full``: every caption
 77 tokens long). Timed steps of the runners alternate (A B A B ...), so slow
@@ -68,12 +77,21 @@ def parse_args(argv=None):
                         help='cpu or cuda (default: cuda if available)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
+    parser.add_argument('--plain-adamw', action='store_true',
+                        help='both sides: plain torch.optim.AdamW(lr=1e-4) on '
+                        'all parameters (torch default implementation) '
+                        'instead of each side\'s own optimiser setup')
     parser.add_argument('--fused-adamw', action='store_true',
-                        help='AdamW(fused=True) (CUDA; also CPU on torch>=2.4)')
+                        help='with --plain-adamw: AdamW(fused=True) on both '
+                        'sides (CUDA; also CPU on torch>=2.4)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile our model(s) before timing')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory subprocesses')
+    parser.add_argument('--part-times', action='store_true',
+                        help='also time each part (forward + backward on '
+                        'detached inputs) and the optimiser step alone, '
+                        'best of 2 alternating rounds, with GFLOP/s per part')
     parser.add_argument('--no-flops', action='store_true',
                         help='skip FLOP counting')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -226,11 +244,20 @@ class OursRunner:
             sample = DataSample()
             sample.set_field(t, 'text_tokens', dtype=torch.Tensor)
             self.samples.append(sample)
-        self.optim = torch.optim.AdamW(
-            self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
         self.dtype = autocast_dtype(args.precision)
-        self.scaler = (torch.amp.GradScaler(self.device)
-                       if args.precision == 'fp16' else None)
+        self.optim_wrapper = None
+        if args.plain_adamw or cfg.get('optim_wrapper') is None:
+            self.optim = torch.optim.AdamW(
+                self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
+            self.scaler = (torch.amp.GradScaler(self.device)
+                           if args.precision == 'fp16' else None)
+            self.optim_desc = describe_plain_adamw(self.optim) + (
+                '' if args.plain_adamw else ' (the config has no optim_wrapper)')
+        else:
+            self.optim_wrapper = build_config_optim_wrapper(
+                self.model, cfg.optim_wrapper, args.precision)
+            self.optim = self.optim_wrapper.optimizer
+            self.optim_desc = describe_optim_wrapper(self.optim_wrapper)
         self.forward = self.model
         if args.compile:
             self.forward = torch.compile(self.model)
@@ -245,24 +272,24 @@ class OursRunner:
         return sum(v for k, v in losses.items() if 'loss' in k)
 
     def step(self):
-        import torch
-        with torch.autocast(self.device, dtype=self.dtype,
-                            enabled=self.dtype is not None):
-            loss = self.loss()
-        self.optim.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optim.step()
+        if self.optim_wrapper is not None:
+            # what mmengine's train_step does: forward in the wrapper's
+            # context (autocast for bf16), backward, step, zero_grad
+            with self.optim_wrapper.optim_context(self.model):
+                loss = self.loss()
+            self.optim_wrapper.update_params(loss)
+            self.clamp_logit_scale()
+            return
+        plain_step(self)
+
+    def clamp_logit_scale(self):
         head = getattr(self.model, 'head', None)
         if hasattr(head, 'clamp_logit_scale'):  # LogitScaleClampHook's work
             head.clamp_logit_scale()
 
-    def part_flops(self):
-        """{part: (forward FLOPs, forward+backward FLOPs)} of the batch."""
+    def part_fns(self):
+        """{part: fn} for :func:`part_flops` / :func:`part_times`: each fn
+        runs one part's forward on detached inputs (called in order)."""
         m = self.model
         if not (hasattr(m, 'text_encoder')
                 and hasattr(getattr(m, 'backbone', None), 'forward_intact')):
@@ -293,15 +320,23 @@ class OursRunner:
                               leaf(cache['h']), cache['mask'])
             return sum(v for k, v in out.items() if 'loss' in k)
 
+        def clip_losses():
+            out = m.head.loss(leaf(cache['f']), leaf(cache['h']))
+            return sum(v for k, v in out.items() if 'loss' in k)
+
         if getattr(m, 'neck', None) is not None:  # RILS-like: all five parts
-            return {name: count_flops(fn, m) for name, fn in zip(
-                PARTS, (intact, masked, decoder, text, losses))}
-        # no masked view / decoder (e.g. CLIP): the losses are the rest
-        parts = {'intact view': count_flops(intact, m), 'text': count_flops(text, m)}
-        whole = count_flops(self.loss, m)
-        parts['losses'] = tuple(w - sum(p[i] for p in parts.values())
-                                for i, w in enumerate(whole))
-        return parts
+            return dict(zip(PARTS, (intact, masked, decoder, text, losses)))
+        # no masked view / decoder (e.g. CLIP)
+        return {'intact view': intact, 'text': text, 'losses': clip_losses}
+
+    def optimizer_step(self):
+        """The optimiser part of :meth:`step` (gradients already there)."""
+        if self.optim_wrapper is not None:
+            self.optim_wrapper.step()
+            self.optim_wrapper.zero_grad()
+        else:
+            self.optim.step()
+            self.optim.zero_grad(set_to_none=True)
 
 
 class OfficialRunner:
@@ -333,11 +368,21 @@ class OfficialRunner:
         images, tokens, _ = synthetic_batch(args.batch_size, 224, 77, 196,
                                             args.captions)
         self.images, self.tokens = images.to(self.device), tokens.to(self.device)
-        self.optim = torch.optim.AdamW(
-            self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
         self.dtype = autocast_dtype(args.precision)
-        self.scaler = (torch.amp.GradScaler(self.device)
-                       if args.precision == 'fp16' else None)
+        self.plain = args.plain_adamw
+        if self.plain:
+            self.optim = torch.optim.AdamW(
+                self.model.parameters(), lr=1e-4, fused=args.fused_adamw or None)
+            self.scaler = (torch.amp.GradScaler(self.device)
+                           if args.precision == 'fp16' else None)
+            self.optim_desc = describe_plain_adamw(self.optim)
+        else:
+            self.optim = slip_adamw(self.model)
+            # SLIP: GradScaler(enabled=not args.disable_amp); AMP there is fp16
+            self.scaler = torch.amp.GradScaler(
+                self.device, enabled=args.precision == 'fp16')
+            self.optim_desc = ('SLIP main.py: ' + describe_plain_adamw(self.optim)
+                               + ', GradScaler, zero_grad after the step')
 
     def params_m(self):
         m = self.model
@@ -348,10 +393,29 @@ class OfficialRunner:
     def loss(self):
         return self.criterion(self.model(self.images, self.tokens))['loss']
 
-    step = OursRunner.step
+    def step(self):
+        if self.plain:
+            plain_step(self)
+            return
+        import torch
+        # SLIP main.py's train(): autocast forward + criterion, isfinite
+        # check, scaled backward, step, update, zero_grad, clamp logit scale
+        with torch.autocast(self.device, dtype=self.dtype,
+                            enabled=self.dtype is not None):
+            loss = self.loss()
+        if not math.isfinite(loss.item()):
+            raise RuntimeError(f'official step: loss is {loss.item()}')
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optim)
+        self.scaler.update()
+        self.model.zero_grad(set_to_none=True)
+        self.model.logit_scale.data.clamp_(0, 4.6052)
 
-    def part_flops(self):
-        """The same five parts as :meth:`OursRunner.part_flops`, following
+    def clamp_logit_scale(self):
+        self.model.logit_scale.data.clamp_(0, 4.6052)
+
+    def part_fns(self):
+        """The same five parts as :meth:`OursRunner.part_fns`, following
         the official ``RILS.forward`` / ``MaskedAutoencoderViT.forward``."""
         m, vis = self.model, self.model.visual
         leaf = lambda t: t.detach().requires_grad_()  # noqa: E731
@@ -386,8 +450,105 @@ class OfficialRunner:
                 'mask': cache['mask'].clone()}
             return self.criterion(outputs)['loss']
 
-        return {name: count_flops(fn, m) for name, fn in zip(
-            PARTS, (intact, masked, decoder, text, losses))}
+        return dict(zip(PARTS, (intact, masked, decoder, text, losses)))
+
+    def optimizer_step(self):
+        """The optimiser part of :meth:`step` (gradients already there)."""
+        if self.plain:
+            self.optim.step()
+        else:
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        self.model.zero_grad(set_to_none=True)
+
+
+def plain_step(runner):
+    """The ``--plain-adamw`` step: autocast forward, zero_grad, backward
+    (through a GradScaler for fp16), ``AdamW.step``, logit-scale clamp."""
+    import torch
+    with torch.autocast(runner.device, dtype=runner.dtype,
+                        enabled=runner.dtype is not None):
+        loss = runner.loss()
+    runner.optim.zero_grad(set_to_none=True)
+    if runner.scaler is not None:
+        runner.scaler.scale(loss).backward()
+        runner.scaler.step(runner.optim)
+        runner.scaler.update()
+    else:
+        loss.backward()
+        runner.optim.step()
+    runner.clamp_logit_scale()
+
+
+def slip_adamw(model):
+    """The optimiser of SLIP's ``main.py`` (the official RILS code's training
+    script is not released; its README credits SLIP) with the paper's
+    settings: no weight decay where ``p.ndim < 2`` or the name has 'bias',
+    'ln' or 'bn'; ``torch.optim.AdamW`` with torch's default implementation."""
+    import torch
+    p_wd, p_non_wd = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or 'bias' in n or 'ln' in n or 'bn' in n:
+            p_non_wd.append(p)
+        else:
+            p_wd.append(p)
+    return torch.optim.AdamW(
+        [{'params': p_wd, 'weight_decay': 0.5},
+         {'params': p_non_wd, 'weight_decay': 0.}],
+        lr=5e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.5)
+
+
+def adamw_implementation(optim):
+    """'fused', 'foreach' or 'for-loop': what ``AdamW.step`` will run."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+    group = optim.param_groups[0]
+    if group.get('fused'):
+        return 'fused'
+    if group.get('foreach') is not None:
+        return 'foreach' if group['foreach'] else 'for-loop'
+    params = [p for g in optim.param_groups for p in g['params']]
+    _, foreach = _default_to_fused_or_foreach(params, False, False)
+    return 'foreach' if foreach else 'for-loop'
+
+
+def describe_plain_adamw(optim):
+    return (f'torch.optim.{type(optim).__name__} '
+            f'({adamw_implementation(optim)}, '
+            f'{len(optim.param_groups)} param group(s))')
+
+
+def build_config_optim_wrapper(model, optim_cfg, precision):
+    """The config's optimiser wrapper, as the Runner builds it. mmengine's
+    fp16 ``AmpOptimWrapper`` needs a GPU: like ``tools/train.py``, fp32
+    uses its non-AMP sibling and bf16 the autocast wrapper."""
+    import copy
+
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    cfg = copy.deepcopy(optim_cfg)
+    if precision == 'fp32' and 'Amp' in cfg.get('type', ''):
+        cfg['type'] = 'FiniteStepOptimWrapper'
+        cfg.pop('loss_scale', None)
+        cfg.pop('dtype', None)
+    elif precision == 'bf16':
+        cfg['type'] = 'AutocastOptimWrapper'
+        cfg['dtype'] = 'bfloat16'
+        cfg['cpu_without_bf16'] = 'bf16'  # asked for bf16: measure bf16
+        cfg.pop('loss_scale', None)
+    elif precision == 'fp16':
+        cfg['type'] = 'FiniteStepAmpOptimWrapper'
+        cfg['dtype'] = 'float16'
+        cfg.setdefault('loss_scale', 'dynamic')
+    return build_optim_wrapper(model, cfg)
+
+
+def describe_optim_wrapper(wrapper):
+    return (f'config optim_wrapper: {type(wrapper).__name__} + '
+            + describe_plain_adamw(wrapper.optimizer)
+            + ', zero_grad after the step')
 
 
 def count_flops(fn, model):
@@ -401,6 +562,38 @@ def count_flops(fn, model):
         out.backward(torch.ones_like(out))
     model.zero_grad(set_to_none=True)
     return fwd, counter.get_total_flops()
+
+
+def part_flops(runner):
+    """{part: (forward FLOPs, forward+backward FLOPs)} of the batch."""
+    fns = runner.part_fns()
+    if fns is None:
+        return None
+    return {name: count_flops(fn, runner.model) for name, fn in fns.items()}
+
+
+def part_times(runner, device):
+    """{part: seconds of forward + backward}, each part on its own with
+    detached inputs like :func:`part_flops`, plus the optimiser step alone
+    (on the gradients of a whole backward)."""
+    import torch
+    fns = runner.part_fns()
+    times = {}
+    for name, fn in (fns or {}).items():
+        sync(device)
+        start = time.perf_counter()
+        out = fn()
+        out.backward(torch.ones_like(out))
+        sync(device)
+        times[name] = time.perf_counter() - start
+    runner.model.zero_grad(set_to_none=True)
+    runner.loss().backward()
+    sync(device)
+    start = time.perf_counter()
+    runner.optimizer_step()
+    sync(device)
+    times['optimizer step'] = time.perf_counter() - start
+    return times
 
 
 def whole_step_flops(runner):
@@ -446,7 +639,7 @@ def measure_memory(spec, args):
         return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20,
                     kind='CUDA max allocated')
     return dict(peak_mib=_peak_rss_mib(), after_build_mib=rss_built,
-                kind='process peak RSS, VmHWM')
+                kind='process peak RSS, VmHWM', optimizer=runner.optim_desc)
 
 
 def _peak_rss_mib():
@@ -496,9 +689,9 @@ def setup(args):
                           'bf16 autocast is emulated and far slower than fp32; '
                           'bf16 timings taken here say nothing about bf16 '
                           'hardware', stacklevel=2)
-    if args.fused_adamw and args.device == 'cpu':
-        print('note: fused AdamW on CPU (torch >= 2.4); on CUDA it is the '
-              'recommended setting')
+    if args.fused_adamw and not args.plain_adamw:
+        raise SystemExit('--fused-adamw only applies with --plain-adamw (by '
+                         'default each side uses its own optimiser setup)')
     register_cpu_attention_flops()
 
 
@@ -526,11 +719,13 @@ def main(argv=None):
           f'of {runners[0].tokens.shape[1]} tokens), {args.warmup} warm-up + '
           f'{args.iters} timed steps per runner, alternating')
 
+    for r in runners:
+        print(f'optimiser of {r.label}: {r.optim_desc}')
     results = []
     for r in runners:
-        res = dict(label=r.label, params_m=r.params_m())
+        res = dict(label=r.label, params_m=r.params_m(), optimizer=r.optim_desc)
         if not args.no_flops:
-            res['parts'] = r.part_flops()
+            res['parts'] = part_flops(r)
             res['step_flops'] = whole_step_flops(r)
         results.append(res)
     for _ in range(args.warmup):
@@ -544,6 +739,12 @@ def main(argv=None):
             r.step()
             sync(args.device)
             t.append(time.perf_counter() - start)
+    if args.part_times:
+        rounds = [[part_times(r, args.device) for r in runners]
+                  for _ in range(2)]
+        for i, res in enumerate(results):
+            res['part_times_s'] = {k: min(rd[i][k] for rd in rounds)
+                                   for k in rounds[0][i]}
     del runners
     # on a shared machine a single probe can land in a busy moment: take the
     # better of the probes before and after the timed steps
@@ -582,7 +783,7 @@ def memory_curve(specs, args, argv):
             mem = memory_in_subprocess(i, argv + ['--batch-size', str(b)])
             rows[label].append(mem['peak_mib'])
             print(f'  {label:<40} batch {b:>4}: {mem["peak_mib"]:>9.0f} MiB '
-                  f'({mem["kind"]})', flush=True)
+                  f'({mem["kind"]}; {mem.get("optimizer", "?")})', flush=True)
     print(f'{"runner":<40}' + ''.join(f'{b:>9}' for b in args.memory_curve)
           + f'{"MiB/img":>9}{"batch@24GiB (fit)":>19}')
     for label, peaks in rows.items():
@@ -608,6 +809,7 @@ def report(results, args, peak):
         print('parameters (M): ' + ', '.join(
             f'{k} {v:.2f}' for k, v in res['params_m'].items())
               + f', total {sum(res["params_m"].values()):.2f}')
+        print(f'optimiser: {res["optimizer"]}')
         if res.get('parts'):
             print(f'{"GFLOPs per image":<30}{"forward":>10}{"fwd+bwd":>10}')
             for name, (fwd, both) in res['parts'].items():
@@ -615,6 +817,15 @@ def report(results, args, peak):
             fwd = sum(p[0] for p in res['parts'].values())
             both = sum(p[1] for p in res['parts'].values())
             print(f'  {"sum of parts":<28}{_gf(fwd / B):>10}{_gf(both / B):>10}')
+        if res.get('part_times_s'):
+            print(f'{"time per part (best of 2)":<30}{"s":>10}{"GFLOP/s":>10}'
+                  f'{"% of sum":>10}')
+            total = sum(res['part_times_s'].values())
+            for name, t in res['part_times_s'].items():
+                fl = (res.get('parts') or {}).get(name)
+                rate = f'{fl[1] / t / 1e9:.1f}' if fl else '-'
+                print(f'  {name:<28}{t:>10.3f}{rate:>10}{100 * t / total:>9.1f}%')
+            print(f'  {"sum":<28}{total:>10.3f}')
         if 'step_flops' in res:
             sf, sb = res['step_flops']
             print(f'  {"whole step":<28}{_gf(sf / B):>10}{_gf(sb / B):>10}')
@@ -642,6 +853,11 @@ def report(results, args, peak):
                   if 'step_flops' in res else '-')
             print(f'{res["label"]:<34}{res["step_s"] / a["step_s"]:>7.2f}x'
                   f'{a["step_s"] / res["step_s"]:>7.2f}x{mem:>8}{fl:>8}')
+        print(f'time ratio of each alternating pair (runner / {a["label"]}):')
+        for res in results[1:]:
+            pairs = [t / t0 for t, t0 in zip(res['times_s'], a['times_s'])]
+            print(f'  {res["label"]:<32} ' + ', '.join(f'{r:.2f}' for r in pairs)
+                  + f' (median {statistics.median(pairs):.2f})')
 
 
 if __name__ == '__main__':

@@ -81,10 +81,14 @@ class RILSViT(MAEViT):
 
     Args:
         qv_bias (bool): bias on q and v but not k. Defaults to True.
-        with_cp (bool | int): activation checkpointing in the pretraining
-            views (:meth:`forward_intact`, ``forward(x, mask=True)``) of all
-            (True) or of the first ``n`` blocks; identical gradients, less
-            memory, ~1/3 more encoder FLOPs. Defaults to False.
+        with_cp (bool | int | str): activation checkpointing in the
+            pretraining views (:meth:`forward_intact`, ``forward(x,
+            mask=True)``) of all (True) or of the first ``n`` blocks
+            (identical gradients, less memory, ~1/3 more encoder FLOPs), or
+            ``'selective'``: every block keeps its matmul / attention outputs
+            and recomputes only the element-wise ops (identical gradients, no
+            extra FLOPs, less memory saved; see :func:`run_blocks`).
+            Defaults to False.
         window_size (int): window side in tokens; 0 (default) = global
             attention everywhere.
         global_attn_indexes (Sequence[int]): blocks that keep global attention
@@ -102,7 +106,7 @@ class RILSViT(MAEViT):
     def __init__(self,
                  *args,
                  qv_bias: bool = True,
-                 with_cp: Union[bool, int] = False,
+                 with_cp: Union[bool, int, str] = False,
                  window_size: int = 0,
                  global_attn_indexes: Sequence[int] = (),
                  use_rel_pos: bool = False,

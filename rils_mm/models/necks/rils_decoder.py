@@ -32,8 +32,10 @@ class RILSDecoder(MAEPretrainDecoder):
         decoder_num_heads (int): heads. Defaults to 12.
         predict_feature_dim (int, optional): output width; defaults to
             ``embed_dim``.
-        with_cp (bool | int): activation checkpointing of all (True) or of
-            the first ``n`` blocks. Defaults to False.
+        with_cp (bool | int | str): activation checkpointing of all (True)
+            or of the first ``n`` blocks, or ``'selective'`` (only the
+            element-wise ops recomputed, see :func:`run_blocks`). Defaults
+            to False.
     """
 
     def __init__(self,
@@ -45,7 +47,7 @@ class RILSDecoder(MAEPretrainDecoder):
                  mlp_ratio: int = 4,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  predict_feature_dim=None,
-                 with_cp: Union[bool, int] = False,
+                 with_cp: Union[bool, int, str] = False,
                  init_cfg=None) -> None:
         super().__init__(
             num_patches=num_patches,

@@ -38,8 +38,10 @@ class CLIPTextEncoder(BaseModule):
             'QuickGELU'.
         truncate_to_longest (bool): run each batch only up to its longest
             caption (exact, see :meth:`forward`). Defaults to True.
-        with_cp (bool | int): activation checkpointing of all (True) or of
-            the first ``n`` blocks. Defaults to False.
+        with_cp (bool | int | str): activation checkpointing of all (True)
+            or of the first ``n`` blocks, or ``'selective'`` (only the
+            element-wise ops recomputed, see :func:`run_blocks`). Defaults
+            to False.
     """
 
     def __init__(self,
@@ -51,7 +53,7 @@ class CLIPTextEncoder(BaseModule):
                  mlp_ratio: float = 4.0,
                  act_layer: str = 'QuickGELU',
                  truncate_to_longest: bool = True,
-                 with_cp: Union[bool, int] = False,
+                 with_cp: Union[bool, int, str] = False,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         if act_layer not in TEXT_ACTIVATIONS:
