@@ -1,7 +1,9 @@
 """End-to-end: the toy config trains through mmengine's Runner, its loss falls, resuming
 from a checkpoint continues identically, and tools/train.py + tools/test.py work."""
 import json
+import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -96,7 +98,7 @@ def test_train_and_test_tools(toy_root, tmp_path):
     cfg = small_cfg(toy_root, tmp_path, max_epochs=2)
     cfg_path = tmp_path / 'cfg.py'
     cfg.dump(str(cfg_path))
-    env = dict(__import__('os').environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=ROOT)
     run = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg_path),
                           '--work-dir', str(tmp_path / 'w')], cwd=ROOT, env=env,
                          capture_output=True, text=True)
@@ -153,6 +155,13 @@ def test_corrupt_samples_are_skipped_counted_and_training_continues(tmp_path):
     shutil.rmtree(root)
 
 
+def _free_port():
+    """A TCP port nobody listens on now (a fixed one collides with parallel runs)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_dist_train_launcher_on_two_cpu_ranks(toy_root, tmp_path):
     """tools/dist_train.sh (torchrun) + mmengine DDP over gloo, 2 ranks."""
@@ -160,8 +169,8 @@ def test_dist_train_launcher_on_two_cpu_ranks(toy_root, tmp_path):
     cfg.train_dataloader.batch_size = 8  # x 2 ranks = 16, 12 iterations per epoch
     cfg_path = tmp_path / 'cfg.py'
     cfg.dump(str(cfg_path))
-    env = dict(__import__('os').environ, PYTHONPATH=ROOT, PORT='29517',
-               PATH=osp.dirname(sys.executable) + ':' + __import__('os').environ['PATH'])
+    env = dict(os.environ, PYTHONPATH=ROOT, PORT=str(_free_port()),
+               PATH=osp.dirname(sys.executable) + ':' + os.environ['PATH'])
     run = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(cfg_path), '2',
                           '--work-dir', str(tmp_path / 'w')], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
