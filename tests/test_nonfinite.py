@@ -88,12 +88,17 @@ def test_nonfinite_steps_update_nothing_and_are_counted(cls):
     _step(model, wrapper, 'nan_grad')
     _assert_same(before, _snapshot(model, wrapper))
     assert wrapper.last_skip['cause'] == 'non-finite gradient (first: weight)'
-    # The count travels with the optimiser state (so it is in every checkpoint).
+    # Both counts travel with the optimiser state (so they are in every checkpoint): a
+    # resumed run that meets two more bad steps stops at 3 in a row, as the unbroken run would.
     state = wrapper.state_dict()
-    assert state['nonfinite_steps'] == 3
-    _, fresh = _wrapper(cls)
+    assert state['nonfinite_steps'] == 3 and state['consecutive_nonfinite'] == 1
+    fresh_model, fresh = _wrapper(cls, max_consecutive_nonfinite=3)
+    fresh_model.load_state_dict(model.state_dict())
     fresh.load_state_dict(state)
-    assert fresh.num_nonfinite_steps == 3
+    assert fresh.num_nonfinite_steps == 3 and fresh.consecutive_nonfinite == 1
+    _step(fresh_model, fresh, 'nan_loss')
+    with pytest.raises(NonFiniteStepError, match='3 consecutive'):
+        _step(fresh_model, fresh, 'inf_loss')
 
 
 def test_k_consecutive_nonfinite_steps_stop_the_run():

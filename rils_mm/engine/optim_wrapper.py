@@ -188,15 +188,18 @@ class NonFiniteStepGuard:
 
     # ------------------------------------------------------------ the state
     def state_dict(self) -> dict:
-        """Optimiser state plus the count of skipped steps."""
+        """Optimiser state plus the counts of skipped steps: in all, and in a
+        row up to now (so a resume cannot reset the stop after K in a row)."""
         state = super().state_dict()  # type: ignore[misc]
         state['nonfinite_steps'] = int(self.num_nonfinite_steps)
+        state['consecutive_nonfinite'] = int(self.consecutive_nonfinite)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore the optimiser state and the count of skipped steps."""
+        """Restore the optimiser state and the counts of skipped steps."""
         state_dict = dict(state_dict)
         self.num_nonfinite_steps = int(state_dict.pop('nonfinite_steps', 0))
+        self.consecutive_nonfinite = int(state_dict.pop('consecutive_nonfinite', 0))
         super().load_state_dict(state_dict)  # type: ignore[misc]
 
 
