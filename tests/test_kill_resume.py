@@ -149,6 +149,22 @@ def _history(work_dir, rank=0):
 
 
 @pytest.mark.slow
+def _assert_bit_identical(ref_ckpt, ckpt, iters=None, optimizer=True):
+    """The resumed run's final checkpoint equals the uninterrupted run's bit for bit:
+    every weight and (``optimizer``) every AdamW moment; returns the resumed one."""
+    a, b = load_from_local(str(ref_ckpt)), load_from_local(str(ckpt))
+    if iters is not None:
+        assert a['meta']['iter'] == b['meta']['iter'] == iters
+    for k, v in a['state_dict'].items():
+        assert torch.equal(v, b['state_dict'][k]), k
+    if optimizer:
+        for pid, st in a['optimizer']['state'].items():
+            for k, v in st.items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(
+                    b['optimizer']['state'][pid][k])), (pid, k)
+    return b
+
+
 def test_sigkill_at_random_iterations_then_resume_is_bit_identical(setup):
     tmp = setup
     ref_dir, dir_ = tmp / 'uninterrupted', tmp / 'killed'
@@ -172,15 +188,7 @@ def test_sigkill_at_random_iterations_then_resume_is_bit_identical(setup):
     assert last.returncode == 0, last.stderr[-3000:]
     assert 'Continuing epoch 3 at batch' in last.stderr + last.stdout
 
-    a = load_from_local(str(ref_dir / 'epoch_3.pth'))
-    b = load_from_local(str(dir_ / 'epoch_3.pth'))
-    assert a['meta']['iter'] == b['meta']['iter'] == EPOCHS * ITERS
-    for k, v in a['state_dict'].items():
-        assert torch.equal(v, b['state_dict'][k]), k
-    for pid, st in a['optimizer']['state'].items():
-        for k, v in st.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(
-                b['optimizer']['state'][pid][k])), (pid, k)
+    _assert_bit_identical(ref_dir / 'epoch_3.pth', dir_ / 'epoch_3.pth', EPOCHS * ITERS)
 
     ref_hist, hist = _history(ref_dir), _history(dir_)
     assert sorted(hist) == list(range(EPOCHS * ITERS))
@@ -255,15 +263,8 @@ def test_two_gloo_ranks_sigkilled_then_resumed_is_bit_identical(dist_setup):
     assert 'Continuing epoch 2 at batch' in log
     assert 'Continuing epoch 1 at batch 3 of 5' in runs[1].stdout + runs[1].stderr
 
-    a = load_from_local(str(ref_dir / f'epoch_{D_EPOCHS}.pth'))
-    b = load_from_local(str(dir_ / f'epoch_{D_EPOCHS}.pth'))
-    assert a['meta']['iter'] == b['meta']['iter'] == D_EPOCHS * D_ITERS
-    for k, v in a['state_dict'].items():
-        assert torch.equal(v, b['state_dict'][k]), k
-    for pid, st in a['optimizer']['state'].items():
-        for k, v in st.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(
-                b['optimizer']['state'][pid][k])), (pid, k)
+    b = _assert_bit_identical(ref_dir / f'epoch_{D_EPOCHS}.pth',
+                              dir_ / f'epoch_{D_EPOCHS}.pth', D_EPOCHS * D_ITERS)
     assert b['rng_state']['world_size'] == 2
     # The skip counts of each resumed epoch are the uninterrupted ones (both
     # ranks' counts of the epoch's first part were restored).
@@ -317,10 +318,8 @@ def test_two_gloo_ranks_on_webdataset_shards_sigkilled_then_resumed(tmp_path):
     assert last.returncode == 0, log[-5000:]
     assert 'Continuing epoch 1 at batch 3 of 4' in log
 
-    a = load_from_local(str(ref_dir / f'epoch_{epochs}.pth'))
-    b = load_from_local(str(dir_ / f'epoch_{epochs}.pth'))
-    for k, v in a['state_dict'].items():
-        assert torch.equal(v, b['state_dict'][k]), k
+    _assert_bit_identical(ref_dir / f'epoch_{epochs}.pth', dir_ / f'epoch_{epochs}.pth',
+                          optimizer=False)
     assert _data_lines(last) == ref_lines
     for rank in range(2):
         assert _history(dir_, rank) == _history(ref_dir, rank)
