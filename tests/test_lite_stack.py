@@ -39,7 +39,7 @@ from mmengine.utils.dl_utils import mmcv_full_available
 
 import rils_mm  # noqa: F401
 from mmpretrain.utils.dependency import WITH_MULTIMODAL
-from rils_mm.testing import generate_toy_corpus
+from rils_mm.testing import generate_toy_corpus, shrink_toy_model
 
 assert not mmcv_full_available()
 assert not WITH_MULTIMODAL  # mmpretrain's placeholders are registered
@@ -54,12 +54,7 @@ data, work = sys.argv[1], sys.argv[2]
 generate_toy_corpus(data, num_train=32, num_val=16, image_size=32, shard_size=16)
 cfg = Config.fromfile(sys.argv[3])
 cfg.work_dir = work
-cfg.model.backbone.update(
-    arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
-    img_size=32, patch_size=8)
-cfg.model.neck.update(num_patches=16, embed_dim=64)
-cfg.model.text_encoder.update(width=64, layers=2)
-cfg.model.head.update(vision_dims=64, text_dims=64, embed_dims=64)
+shrink_toy_model(cfg.model)
 for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
     cfg[key].dataset.data_root = data
 cfg.train_dataloader.batch_size = 16

@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import rils_mm  # noqa: F401
-from rils_mm.testing import generate_toy_corpus
+from rils_mm.testing import generate_toy_corpus, shrink_toy_model
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy_wds.py')
@@ -59,12 +59,7 @@ def test_wds_config_trains_on_toy_shards(tmp_path):
         cfg[key].dataset.data_root = root
         cfg[key].dataset.pipeline[1].scale = 32
         cfg[key].dataset.pipeline[2].crop_size = 32
-    cfg.model.backbone.update(
-        arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
-        img_size=32, patch_size=8)
-    cfg.model.neck.update(num_patches=16, embed_dim=64)
-    cfg.model.text_encoder.update(width=64, layers=2)
-    cfg.model.head.update(vision_dims=64, text_dims=64, embed_dims=64)
+    shrink_toy_model(cfg.model)
     cfg.train_cfg.max_epochs = cfg.train_cfg.val_interval = 2
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
                                 end=8)]

@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import rils_mm  # noqa: F401
-from rils_mm.testing import generate_toy_corpus
+from rils_mm.testing import generate_toy_corpus, shrink_toy_model
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py')
@@ -31,12 +31,7 @@ def small_cfg(toy_root, work_dir, max_epochs=2, lr=2e-3):
     """The toy config shrunk to 32 px / width 64 / 2 blocks, 12 iterations per epoch."""
     cfg = Config.fromfile(CONFIG)
     cfg.work_dir = str(work_dir)
-    cfg.model.backbone.update(
-        arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
-        img_size=32, patch_size=8)
-    cfg.model.neck.update(num_patches=16, embed_dim=64)
-    cfg.model.text_encoder.update(width=64, layers=2)
-    cfg.model.head.update(vision_dims=64, text_dims=64, embed_dims=64)
+    shrink_toy_model(cfg.model)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = toy_root
     cfg.train_dataloader.batch_size = 16

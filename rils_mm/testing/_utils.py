@@ -45,3 +45,14 @@ def fake_batch(batch_size: int, img_size: int = 32, context_length: int = 16,
     num_patches = num_patches or (img_size // 8)**2
     noise = torch.rand(batch_size, num_patches, generator=g)
     return images, tokens, noise
+
+
+def shrink_toy_model(model) -> None:
+    """Shrink the toy config's model (``configs/rils/rils_vittiny_toy.py``) in
+    place to 32 px, patch 8, 2 blocks of width 64: a CPU step in tens of ms."""
+    model.backbone.update(
+        arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=128),
+        img_size=32, patch_size=8)
+    model.neck.update(num_patches=16, embed_dim=64)
+    model.text_encoder.update(width=64, layers=2)
+    model.head.update(vision_dims=64, text_dims=64, embed_dims=64)
