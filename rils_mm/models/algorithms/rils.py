@@ -31,6 +31,15 @@ class RILS(ImageTextPretrainer):
         neck (dict): vision decoder (``RILSDecoder``).
         head (dict): ``RILSHead``.
         text_encoder (dict): ``CLIPTextEncoder``.
+        decode_aligned_only (bool): run the masked view and V-Dec only for
+            the correctly matched images ``C``: L_recon (Eq. 9) reads no other
+            image's ``g``, so their masked branch has an exactly zero gradient
+            and is skipped. The losses and gradients are those of decoding
+            every image (tested); the masked branch then costs ``|C| / B`` of
+            its full price (``aligned_ratio`` in the logs). Defaults to True.
+            It changes nothing when ``drop_path_rate`` is 0 (the paper's
+            pre-training); with drop path on, the skipped images draw no
+            drop-path noise, so the random stream differs from False.
         data_preprocessor (dict, optional): defaults to mmpretrain's
             ``ClsDataPreprocessor`` with CLIP mean/std and BGR->RGB.
     """
@@ -40,12 +49,14 @@ class RILS(ImageTextPretrainer):
                  neck: dict,
                  head: dict,
                  text_encoder: dict,
+                 decode_aligned_only: bool = True,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head, text_encoder=text_encoder,
                          pretrained=pretrained, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
+        self.decode_aligned_only = decode_aligned_only
 
     def forward_train(
             self,
@@ -58,9 +69,17 @@ class RILS(ImageTextPretrainer):
         ``mask_noise`` (B, N) optionally fixes the random masking (the
         smallest values are kept), e.g. to compare runs exactly.
         """
+        if mask_noise is None:  # drawn for all B first: C must not move the masks
+            mask_noise = torch.rand(images.shape[0], self.backbone.num_patches,
+                                    device=images.device)
         f = self.backbone.forward_intact(images)[:, 1:]  # (B, N, C), Eq. 1
+        h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
+        losses, prototypes, aligned = self.head.contrastive_and_aligned(f, h)
+        if self.decode_aligned_only:  # only i in C reaches L_recon (Eq. 9)
+            images, mask_noise, f, aligned = (
+                t[aligned] for t in (images, mask_noise, f, aligned))
         latent, mask, ids_restore = self.backbone(
             images, mask=True, noise=mask_noise)  # Eq. 1, masked view
-        g = self.neck(latent, ids_restore)  # (B, N, C), Eq. 3
-        h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
-        return self.head.loss(f, g, h, mask)
+        g = self.neck(latent, ids_restore)  # (B', N, C), Eq. 3
+        losses.update(self.head.recon(f, g, prototypes, mask, aligned))
+        return losses

@@ -1,5 +1,5 @@
 """The RILS head: the contrastive head plus reconstruction in language space."""
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from mmpretrain.registry import MODELS
@@ -47,7 +47,7 @@ class RILSHead(ImageTextContrastiveHead):
     def loss(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
              text_feats: torch.Tensor,
              mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Eq. 10 from the encoder/decoder/text outputs.
+        """Eq. 10 from the encoder/decoder/text outputs of every image.
 
         Args:
             patch_tokens (Tensor): (B, N, C) intact-view patch tokens ``f``.
@@ -62,6 +62,29 @@ class RILSHead(ImageTextContrastiveHead):
             ``-sum p log q``, i.e. ``loss_recon`` + lambda_2 H(p)),
             ``logit_scale`` and ``aligned_ratio`` (|C| / B_global).
         """
+        losses, prototypes, aligned = self.contrastive_and_aligned(
+            patch_tokens, text_feats)
+        losses.update(self.recon(patch_tokens, pred_tokens, prototypes, mask, aligned))
+        return losses
+
+    def contrastive_and_aligned(
+        self, patch_tokens: torch.Tensor, text_feats: torch.Tensor
+    ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The half of Eq. 10 that needs no decoder: ``lambda_1 L_contra``
+        (Eqs. 4-6), the prototypes of Eq. 8 and the set ``C`` of Eq. 9.
+
+        Only the images in ``C`` reach L_recon, so :class:`RILS` can decode
+        just those (its ``decode_aligned_only``).
+
+        Args:
+            patch_tokens (Tensor): (B, N, C) intact-view patch tokens ``f``.
+            text_feats (Tensor): (B, C_t) text features ``h``.
+
+        Returns:
+            tuple: the losses dict (``loss_contrastive``, ``logit_scale``,
+            ``aligned_ratio``), the prototypes (T, D) and ``aligned`` (B,)
+            bool, this rank's images in ``C``.
+        """
         z_image = self.embed_image(patch_tokens)
         z_text = self.embed_text(text_feats)
         losses, all_text = self.contrastive(z_image, z_text)
@@ -70,11 +93,21 @@ class RILSHead(ImageTextContrastiveHead):
         elif get_world_size() > 1 and not self.contrastive_loss.gather_with_grad:
             all_text = gather_features(z_text, with_grad=True)
         aligned = aligned_image_mask(z_image, all_text)  # the set C
-        losses['loss_recon'], losses['recon_ce'] = self.recon_loss(
-            self.image_projection(pred_tokens),
-            self.image_projection(patch_tokens),
-            self.recon_prototypes(all_text), mask, aligned,
-            return_cross_entropy=True)
         losses['aligned_ratio'] = all_reduce_sum(aligned.sum().float()) / (
             aligned.numel() * get_world_size())
-        return losses
+        return losses, self.recon_prototypes(all_text), aligned
+
+    def recon(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
+              prototypes: torch.Tensor, mask: torch.Tensor,
+              aligned: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``lambda_2 L_recon`` (Eqs. 7-9) of some images: their ``f`` and
+        ``g`` (B', N, C), masks ``M`` (B', N) and membership of ``C`` (B',).
+
+        Returns:
+            dict: ``loss_recon`` and the logged ``recon_ce`` (see :meth:`loss`).
+        """
+        loss_recon, recon_ce = self.recon_loss(
+            self.image_projection(pred_tokens),
+            self.image_projection(patch_tokens),
+            prototypes, mask, aligned, return_cross_entropy=True)
+        return dict(loss_recon=loss_recon, recon_ce=recon_ce)
