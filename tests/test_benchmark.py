@@ -59,6 +59,34 @@ def test_benchmark_compares_two_settings_with_parts_ratios_and_memory(tmp_path):
     assert float(ratios[1][4]) > 1  # uncut text: more FLOPs
 
 
+def test_aligned_ratio_sets_how_many_images_rils_decodes(tmp_path, monkeypatch):
+    """RILS decodes only C; the benchmark fixes C to the first round(ratio * B)
+    images, so the masked view and decoder cost that fraction of their full price."""
+    from benchmark_train import OursRunner, parse_args, part_flops, setup, whole_step_flops
+
+    import rils_mm.models.heads.rils_head as head_mod
+    monkeypatch.setattr(head_mod, 'aligned_image_mask', head_mod.aligned_image_mask)
+    cfg = tmp_path / 'tiny.py'
+    cfg.write_text(TINY % osp.join(ROOT, 'configs', '_base_', 'models', 'rils_vittiny.py'))
+    flops = {}
+    for ratio in (1.0, 0.5):
+        args = parse_args([str(cfg), '--batch-size', '4', '--device', 'cpu',
+                           '--aligned-ratio', str(ratio)])
+        setup(args)
+        runner = OursRunner(str(cfg), args)
+        assert runner.decoded == 4 * ratio
+        parts, step = part_flops(runner), whole_step_flops(runner)
+        assert sum(p[1] for p in parts.values()) == pytest.approx(step[1], rel=0.02)
+        flops[ratio] = parts
+    assert flops[0.5]['intact view'] == flops[1.0]['intact view']
+    assert flops[0.5]['text'] == flops[1.0]['text']
+    for part in ('masked view', 'decoder'):
+        assert flops[0.5][part][1] == pytest.approx(flops[1.0][part][1] / 2, rel=1e-6)
+    with pytest.raises(SystemExit, match='aligned-ratio'):
+        OursRunner(str(cfg), parse_args([str(cfg), '--device', 'cpu',
+                                         '--aligned-ratio', '1.5']))
+
+
 def test_laion_like_caption_lengths_are_short_with_a_tail():
     from benchmark_train import caption_lengths, synthetic_batch
     eot = caption_lengths(10000)
