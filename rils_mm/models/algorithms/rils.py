@@ -13,13 +13,17 @@ class RILS(ImageTextPretrainer):
 
     One step (paper Sec. 3, Fig. 1):
 
-    1. V-Enc encodes the intact image, ``f`` (Eq. 1), and a copy with
-       ``mask_ratio`` of its patches randomly removed per sample, ``f^``.
-    2. V-Dec (the ``neck``) decodes ``f^`` and [MASK] tokens into ``g``
-       (Eq. 3).
-    3. L-Enc encodes the caption, ``h`` (Eq. 2).
-    4. The ``head`` projects into the joint space (Eqs. 4, 7) and computes
-       ``lambda_1 L_contra + lambda_2 L_recon`` (Eqs. 5-6, 8-10).
+    1. V-Enc encodes the intact image, ``f`` (Eq. 1); L-Enc encodes the
+       caption, ``h`` (Eq. 2).
+    2. The ``head`` projects both into the joint space (Eq. 4), computes
+       ``lambda_1 L_contra`` (Eqs. 5-6) and finds the correctly matched
+       images ``C``.
+    3. V-Enc encodes a copy of each image (of ``C`` only, see
+       ``decode_aligned_only``) with ``mask_ratio`` of its patches randomly
+       removed, ``f^``; V-Dec (the ``neck``) decodes ``f^`` and [MASK] tokens
+       into ``g`` (Eq. 3).
+    4. The ``head`` adds ``lambda_2 L_recon`` on the masked patches ``M`` of
+       ``C`` in language space (Eqs. 7-9); the sum is Eq. 10.
 
     Inputs are images plus ``data_samples[i].text_tokens`` (tokenised
     captions, see :class:`TokenizeText`). In ``predict`` mode the model is a
