@@ -273,6 +273,44 @@ def test_decoded_image_matches_load_image_from_file(tmp_path):
     assert torch.equal(out['inputs'][0], torch.from_numpy(rgb[..., 2]))
 
 
+def test_decode_random_resized_crop_first_gets_the_encoded_bytes(tmp_path):
+    """With DecodeRandomResizedCrop first, the reader hands it the bytes: its plain
+    path equals reader-decoding + RandomResizedCrop, its draft path decodes at a
+    reduced scale, and a truncated JPEG is still skipped and counted."""
+    rng = np.random.default_rng(0)
+    members = []
+    for i in range(4):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+            buf, format='JPEG', quality=90)
+        data = buf.getvalue()
+        if i == 1:
+            data = data[:len(data) // 2]  # a truncated download
+        members += [(f'{i:04d}.jpg', data), (f'{i:04d}.txt', f'caption {i}'.encode())]
+    url = write_shard(tmp_path / 's.tar', members)
+
+    def read(first):
+        np.random.seed(0)
+        ds = WebImageTextDataset(url, num_samples=3, pipeline=[first, *PIPELINE],
+                                 shuffle_buffer=0)
+        return ds, list(ds)
+
+    _, ref = read(dict(type='RandomResizedCrop', scale=32))
+    ds, plain = read(dict(type='DecodeRandomResizedCrop', scale=32, draft=False))
+    assert ds.decode_in_pipeline
+    assert keys_of(plain) == keys_of(ref) == ['0000', '0002', '0003']
+    for a, b in zip(plain, ref):
+        assert torch.equal(a['inputs'], b['inputs'])
+    _, draft = read(dict(type='DecodeRandomResizedCrop', scale=32))
+    assert keys_of(draft) == ['0000', '0002', '0003']
+    assert all(s['inputs'].shape == (3, 32, 32) for s in draft)
+    for samples in (ref, plain, draft):
+        meta = samples[1]['data_samples'].metainfo
+        assert meta['num_skipped'] == 1
+        assert meta['skip_reasons'][0].startswith(f'corrupt image: {url}#0001')
+    assert not torch.equal(draft[0]['inputs'], plain[0]['inputs'])  # reduced decode
+
+
 def test_url_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='None of the 2 shards'):
         WebImageTextDataset(str(tmp_path / 'x-{0..1}.tar'), num_samples=2)

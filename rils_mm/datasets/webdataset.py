@@ -29,6 +29,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
+from .draft_decode import DecodeRandomResizedCrop
 from .transforms import decode_image_bgr
 from .utils import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -204,7 +205,12 @@ class WebImageTextDataset(IterableDataset):
             or a list of paths / URLs. Missing local shards are dropped with a
             warning; if all are missing, ``FileNotFoundError`` is raised.
         pipeline (Sequence[dict | callable]): Transforms applied after
-            decoding. Defaults to ().
+            decoding. When the first one is :class:`DecodeRandomResizedCrop`,
+            the reader does not decode: it hands the encoded image over as
+            ``img_bytes`` (after the ``max_image_pixels`` header check) and
+            that transform decodes only what its crop needs; an image it
+            cannot decode is skipped and counted like any other. Defaults to
+            ().
         num_samples (int): Declared number of samples per epoch, over all
             ranks.
         resampled (bool): Draw shards with replacement. Defaults to False.
@@ -288,6 +294,9 @@ class WebImageTextDataset(IterableDataset):
             for t in pipeline
         ]
         self.pipeline = Compose(transforms)
+        # the pipeline decodes (and crops) the encoded bytes itself
+        self.decode_in_pipeline = bool(transforms) and isinstance(
+            transforms[0], DecodeRandomResizedCrop)
 
         # [epoch given to set_epoch, whether set_epoch was ever called]. In
         # shared memory so that persistent workers see set_epoch() calls.
@@ -500,16 +509,15 @@ class WebImageTextDataset(IterableDataset):
         try:
             check_image_pixels(io.BytesIO(sample[img_key]), self.max_image_pixels,
                                f'{where}.{img_key}')
-            img = decode_image_bgr(sample[img_key])
+            if self.decode_in_pipeline:
+                results = dict(img_bytes=sample[img_key], text=text, img_path=where)
+            else:
+                img = decode_image_bgr(sample[img_key])
+                results = dict(img=img, img_shape=img.shape[:2],
+                               ori_shape=img.shape[:2], text=text, img_path=where)
         except Exception as e:  # noqa: BLE001 - any undecodable image
             state.skip(describe_failure(e, f'{where}.{img_key}'))
             return None
-        results = dict(
-            img=img,
-            img_shape=img.shape[:2],
-            ori_shape=img.shape[:2],
-            text=text,
-            img_path=where)
         try:
             out = self.pipeline(results)
         except Exception as e:  # noqa: BLE001 - bad sample, skip it
