@@ -80,7 +80,8 @@ def test_decoding_only_c_equals_decoding_every_image(monkeypatch, which):
     fast, fast_grads, fast_decoded = _losses_and_grads(fast_model, batch)
     full, full_grads, full_decoded = _losses_and_grads(full_model, batch)
 
-    assert fast_decoded == sum(PATTERNS[which]) and full_decoded == B
+    # an empty C still decodes one image (outside C): no zero-size batch on any device
+    assert fast_decoded == max(1, sum(PATTERNS[which])) and full_decoded == B
     for key in ('loss_contrastive', 'loss_recon', 'recon_ce', 'aligned_ratio'):
         torch.testing.assert_close(fast[key], full[key], rtol=1e-6, atol=1e-7)
     assert (full['loss_recon'] > 0) == any(PATTERNS[which])
@@ -154,7 +155,7 @@ def _ddp_worker(rank, port, pattern, state, batch, out):
 
 def test_ddp_with_no_aligned_image_on_one_rank_equals_one_process(tmp_path):
     from rils_mm.testing import fake_batch
-    pattern = [True, False, True, False, False, False]  # rank 1 decodes nothing
+    pattern = [True, False, True, False, False, False]  # rank 1 has no image in C
     model = _tiny(decode_aligned_only=False, **EXACT)
     batch = fake_batch(B, seed=3)
     mp.start_processes(_ddp_worker, nprocs=2, join=True, start_method='fork',

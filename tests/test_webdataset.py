@@ -309,6 +309,10 @@ def test_decode_random_resized_crop_first_gets_the_encoded_bytes(tmp_path):
         assert meta['num_skipped'] == 1
         assert meta['skip_reasons'][0].startswith(f'corrupt image: {url}#0001')
     assert not torch.equal(draft[0]['inputs'], plain[0]['inputs'])  # reduced decode
+    with pytest.raises(ValueError, match=r'pipeline\[1\] is DecodeRandomResizedCrop'):
+        WebImageTextDataset(url, num_samples=3, pipeline=[
+            dict(type='TokenizeText'), dict(type='DecodeRandomResizedCrop', scale=32),
+            dict(type='PackImageTextInputs')])
 
 
 def test_url_errors(tmp_path):

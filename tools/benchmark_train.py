@@ -229,9 +229,10 @@ def force_aligned_ratio(ratio, batch_size):
     import torch
 
     import rils_mm.models.heads.rils_head as head_mod
-    if not 0 <= ratio <= 1:
-        raise SystemExit(f'--aligned-ratio must be in [0, 1], got {ratio}')
     k = round(ratio * batch_size)
+    if not (0 < ratio <= 1 and k > 0):
+        raise SystemExit(f'--aligned-ratio must be in (0, 1] and leave at least one '
+                         f'of the {batch_size} images, got {ratio}')
 
     def aligned_image_mask(image_embed, all_text_embed):
         aligned = torch.zeros(image_embed.shape[0], dtype=torch.bool,

@@ -293,6 +293,13 @@ class WebImageTextDataset(IterableDataset):
             TRANSFORMS.build(t) if isinstance(t, dict) else t
             for t in pipeline
         ]
+        later = [i for i, t in enumerate(transforms)
+                 if i > 0 and isinstance(t, DecodeRandomResizedCrop)]
+        if later:
+            raise ValueError(
+                f'WebImageTextDataset: pipeline[{later[0]}] is DecodeRandomResizedCrop; '
+                'it decodes the encoded image, so it must be the first transform '
+                '(the reader then hands it the bytes instead of decoding)')
         self.pipeline = Compose(transforms)
         # the pipeline decodes (and crops) the encoded bytes itself
         self.decode_in_pipeline = bool(transforms) and isinstance(

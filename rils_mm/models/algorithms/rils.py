@@ -38,12 +38,15 @@ class RILS(ImageTextPretrainer):
         decode_aligned_only (bool): run the masked view and V-Dec only for
             the correctly matched images ``C``: L_recon (Eq. 9) reads no other
             image's ``g``, so their masked branch has an exactly zero gradient
-            and is skipped. The losses and gradients are those of decoding
-            every image (tested); the masked branch then costs ``|C| / B`` of
-            its full price (``aligned_ratio`` in the logs). Defaults to True.
-            It changes nothing when ``drop_path_rate`` is 0 (the paper's
-            pre-training); with drop path on, the skipped images draw no
-            drop-path noise, so the random stream differs from False.
+            and is skipped (when ``C`` is empty, one image outside it is
+            decoded, never an empty batch). The losses and gradients are those
+            of decoding every image (tested). The masked branch then costs
+            ``|C_r| / B`` of its full price on each rank; the logged
+            ``aligned_ratio`` is the global ``|C| / B``, and under DDP the
+            slowest rank sets the pace. Defaults to True. With dropout or drop
+            path in the encoder or decoder (0 in the paper's pre-training) the
+            skipped images draw no random numbers, so the random stream
+            differs from False.
         data_preprocessor (dict, optional): defaults to mmpretrain's
             ``ClsDataPreprocessor`` with CLIP mean/std and BGR->RGB.
     """
@@ -80,8 +83,13 @@ class RILS(ImageTextPretrainer):
         h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
         losses, prototypes, aligned = self.head.contrastive_and_aligned(f, h)
         if self.decode_aligned_only:  # only i in C reaches L_recon (Eq. 9)
+            keep = aligned.clone()
+            if not keep.any():
+                # no empty batch: some GPU attention kernels (flash, cuDNN)
+                # reject batch 0; image 0, outside C, adds exactly 0 to L_recon
+                keep[0] = True
             images, mask_noise, f, aligned = (
-                t[aligned] for t in (images, mask_noise, f, aligned))
+                t[keep] for t in (images, mask_noise, f, aligned))
         latent, mask, ids_restore = self.backbone(
             images, mask=True, noise=mask_noise)  # Eq. 1, masked view
         g = self.neck(latent, ids_restore)  # (B', N, C), Eq. 3
