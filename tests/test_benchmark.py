@@ -59,13 +59,14 @@ def test_benchmark_compares_two_settings_with_parts_ratios_and_memory(tmp_path):
     assert float(ratios[1][4]) > 1  # uncut text: more FLOPs
 
 
-def test_aligned_ratio_sets_how_many_images_rils_decodes(tmp_path, monkeypatch):
+def test_aligned_ratio_sets_how_many_images_rils_decodes(tmp_path):
     """RILS decodes only C; the benchmark fixes C to the first round(ratio * B)
-    images, so the masked view and decoder cost that fraction of their full price."""
+    images, so the masked view and decoder cost that fraction of their full price.
+    Only the runner's own model is forced: nothing leaks into later models."""
     from benchmark_train import OursRunner, parse_args, part_flops, setup, whole_step_flops
+    from mmpretrain.registry import MODELS
 
-    import rils_mm.models.heads.rils_head as head_mod
-    monkeypatch.setattr(head_mod, 'aligned_image_mask', head_mod.aligned_image_mask)
+    from rils_mm.models.heads import RILSHead
     cfg = tmp_path / 'tiny.py'
     cfg.write_text(TINY % osp.join(ROOT, 'configs', '_base_', 'models', 'rils_vittiny.py'))
     flops = {}
@@ -85,6 +86,15 @@ def test_aligned_ratio_sets_how_many_images_rils_decodes(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match='aligned-ratio'):
         OursRunner(str(cfg), parse_args([str(cfg), '--device', 'cpu',
                                          '--aligned-ratio', '1.5']))
+    # a model built afterwards in this process finds C itself (a 0.5 ratio leaking
+    # into it would make exactly the first half of any batch "matched")
+    from rils_mm.testing import tiny_rils_cfg
+    head = MODELS.build(tiny_rils_cfg()).head
+    assert 'aligned_images' in vars(runner.model.head)
+    assert 'aligned_images' not in vars(head)
+    z = torch.eye(6)
+    assert head.aligned_images(z, z).all()  # every image's own caption is its best match
+    assert RILSHead.aligned_images(head, z, z.flip(0)).sum() == 0
 
 
 def test_laion_like_caption_lengths_are_short_with_a_tail():

@@ -71,7 +71,10 @@ def test_training_curves_are_logged(quickstart_run):
         assert 0 <= r['aligned_ratio'] <= 1
         assert 1 <= r['logit_scale'] <= 100
         assert 0 < r['lr'] <= 1e-3
-    assert train[-1]['aligned_ratio'] > train[0]['aligned_ratio']  # more images matched
+    # more images matched: the last epoch's logged |C|/B against the first's (single
+    # values are batch noise: 2/64 steps)
+    first, last = train[:3], train[-3:]
+    assert sum(r['aligned_ratio'] for r in last) > sum(r['aligned_ratio'] for r in first)
     val = [r for r in records if 'accuracy/top1' in r]
     assert len(val) == 1 and val[0]['step'] == EPOCHS  # evaluated once, at the end
     assert val[0]['accuracy/top1'] == pytest.approx(quickstart_run['acc'])

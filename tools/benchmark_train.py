@@ -223,24 +223,23 @@ def synthetic_batch(batch_size, img_size, context_length, num_patches,
 
 
 # --------------------------------------------------------------------- runners
-def force_aligned_ratio(ratio, batch_size):
-    """Make RILS count the first ``round(ratio * B)`` images of every batch
-    as correctly matched (the set C); returns that number."""
+def force_aligned_ratio(head, ratio, batch_size):
+    """Make this RILS ``head`` count the first ``round(ratio * B)`` images of
+    every batch as correctly matched (the set C); returns that number. Only
+    this head is changed (an instance attribute), nothing global."""
     import torch
-
-    import rils_mm.models.heads.rils_head as head_mod
     k = round(ratio * batch_size)
     if not (0 < ratio <= 1 and k > 0):
         raise SystemExit(f'--aligned-ratio must be in (0, 1] and leave at least one '
                          f'of the {batch_size} images, got {ratio}')
 
-    def aligned_image_mask(image_embed, all_text_embed):
-        aligned = torch.zeros(image_embed.shape[0], dtype=torch.bool,
-                              device=image_embed.device)
+    def aligned_images(z_image, all_text):
+        aligned = torch.zeros(z_image.shape[0], dtype=torch.bool,
+                              device=z_image.device)
         aligned[:k] = True
         return aligned
 
-    head_mod.aligned_image_mask = aligned_image_mask
+    head.aligned_images = aligned_images
     return k
 
 
@@ -275,7 +274,8 @@ class OursRunner:
         self.noise = noise.to(self.device)
         self.decoded = args.batch_size  # images through the masked view + V-Dec
         if getattr(self.model, 'decode_aligned_only', False):
-            self.decoded = force_aligned_ratio(args.aligned_ratio, args.batch_size)
+            self.decoded = force_aligned_ratio(self.model.head, args.aligned_ratio,
+                                               args.batch_size)
         self.samples = []
         for t in self.tokens:
             sample = DataSample()

@@ -92,10 +92,16 @@ class RILSHead(ImageTextContrastiveHead):
             all_text = all_text.detach()
         elif get_world_size() > 1 and not self.contrastive_loss.gather_with_grad:
             all_text = gather_features(z_text, with_grad=True)
-        aligned = aligned_image_mask(z_image, all_text)  # the set C
+        aligned = self.aligned_images(z_image, all_text)  # the set C
         losses['aligned_ratio'] = all_reduce_sum(aligned.sum().float()) / (
             aligned.numel() * get_world_size())
         return losses, self.recon_prototypes(all_text), aligned
+
+    def aligned_images(self, z_image: torch.Tensor,
+                       all_text: torch.Tensor) -> torch.Tensor:
+        """The set ``C`` of Eq. 9: this rank's images (B,) whose most similar
+        text of the global batch is their own (:func:`aligned_image_mask`)."""
+        return aligned_image_mask(z_image, all_text)
 
     def recon(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
               prototypes: torch.Tensor, mask: torch.Tensor,
