@@ -148,7 +148,6 @@ def _history(work_dir, rank=0):
     return by_iter
 
 
-@pytest.mark.slow
 def _assert_bit_identical(ref_ckpt, ckpt, iters=None, optimizer=True):
     """The resumed run's final checkpoint equals the uninterrupted run's bit for bit:
     every weight and (``optimizer``) every AdamW moment; returns the resumed one."""
@@ -165,6 +164,7 @@ def _assert_bit_identical(ref_ckpt, ckpt, iters=None, optimizer=True):
     return b
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_iterations_then_resume_is_bit_identical(setup):
     tmp = setup
     ref_dir, dir_ = tmp / 'uninterrupted', tmp / 'killed'
