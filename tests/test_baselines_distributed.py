@@ -2,7 +2,6 @@
 on one process holding batch 2b: the mean of the ranks' losses is the global loss and the
 DDP-averaged gradients are the global-batch gradients."""
 import os
-import socket
 
 import pytest
 import torch
@@ -10,13 +9,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from rils_mm.testing import free_port
+
 B_PER_RANK, DIM, TAU = 3, 5, 0.1
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def nt_xent_by_equation(a, b, tau):
@@ -63,7 +58,7 @@ def test_simclr_loss_two_ranks_equal_the_global_batch(tmp_path):
     weight = torch.randn(DIM, DIM, generator=g)
     data_path = str(tmp_path / 'data.pt')
     torch.save((x1, x2, weight), data_path)
-    mp.spawn(_worker, args=(2, _free_port(), data_path, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), data_path, str(tmp_path)), nprocs=2, join=True)
     loss, grad = torch.load(str(tmp_path / 'dist.pt'), weights_only=True)
 
     w = weight.clone().requires_grad_(True)

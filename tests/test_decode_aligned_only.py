@@ -7,7 +7,6 @@ path), for any set C, including an empty one on some ranks under DDP.
 """
 import copy
 import os
-import socket
 from datetime import timedelta
 
 import pytest
@@ -18,6 +17,7 @@ import torch.nn as nn
 
 import rils_mm.models.heads.rils_head as head_mod
 from rils_mm.models.utils import local_offset
+from rils_mm.testing import free_port
 
 B = 6
 PATTERNS = {
@@ -105,8 +105,7 @@ def test_masks_do_not_depend_on_c():
     for flag in (True, False):
         model = _tiny(decode_aligned_only=flag)
         model.head.contrastive_and_aligned = (
-            lambda f, h, m=model: (dict(), torch.zeros(1, 32), torch.tensor(
-                PATTERNS['some'])))
+            lambda f, h: (dict(), torch.zeros(1, 32), torch.tensor(PATTERNS['some'])))
         model.head.recon = lambda f, g, p, mask, a, m=masks, k=flag: {k: m.setdefault(k, mask)}
         torch.manual_seed(7)
         model.forward_train(images, tokens)
@@ -124,12 +123,6 @@ class _Step(nn.Module):
     def forward(self, images, tokens, noise):
         losses = self.model.forward_train(images, tokens, mask_noise=noise)
         return losses['loss_contrastive'] + losses['loss_recon']
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, port, pattern, state, batch, out):
@@ -159,7 +152,7 @@ def test_ddp_with_no_aligned_image_on_one_rank_equals_one_process(tmp_path):
     model = _tiny(decode_aligned_only=False, **EXACT)
     batch = fake_batch(B, seed=3)
     mp.start_processes(_ddp_worker, nprocs=2, join=True, start_method='fork',
-                       args=(_free_port(), pattern, model.state_dict(), batch,
+                       args=(free_port(), pattern, model.state_dict(), batch,
                              str(tmp_path)))
     ranks = [torch.load(tmp_path / f'rank{r}.pt') for r in (0, 1)]
 

@@ -5,12 +5,13 @@ Same weights, same masks: every rank reports the single-process loss values, and
 DDP-averaged parameter gradients equal the single-process ones.
 """
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from rils_mm.testing import free_port
 
 B_PER_RANK = 4
 # The exact (global-batch) options; the official defaults are checked against per-rank
@@ -19,12 +20,6 @@ EXACT = dict(
     contrastive_loss=dict(type='ImageTextContrastiveLoss', local_loss=False,
                           gather_with_grad=True),
     recon_loss=dict(type='LanguageSpaceReconLoss', local_loss=False))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _build(state_path, text_grad):
@@ -95,7 +90,7 @@ def test_two_ranks_equal_one_process(tmp_path, text_grad, force_aligned):
     torch.save(batch, batch_path)
 
     mp.spawn(_worker, nprocs=2, join=True,
-             args=(2, _free_port(), str(state_path), str(batch_path), str(tmp_path),
+             args=(2, free_port(), str(state_path), str(batch_path), str(tmp_path),
                    text_grad, force_aligned))
     d_losses, d_grads = torch.load(tmp_path / 'dist.pt', weights_only=True)
 

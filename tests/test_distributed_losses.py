@@ -7,7 +7,6 @@ model replica; DDP averages parameter gradients over ranks, so what the paramete
 (exact), and each rank's ``x_r.grad / W`` must equal its slice of it.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -15,14 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from rils_mm.testing import free_port
+
 W, B, N, D = 2, 4, 6, 8
 TAU1, TAU2, LAM2 = 0.04, 0.1, 0.5
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _inputs():
@@ -71,7 +66,7 @@ def _worker(rank, port, out_dir):
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp('dist_losses')
-    mp.spawn(_worker, nprocs=W, join=True, args=(_free_port(), str(out_dir)))
+    mp.spawn(_worker, nprocs=W, join=True, args=(free_port(), str(out_dir)))
     return [torch.load(out_dir / f'rank{r}.pt', weights_only=True) for r in range(W)]
 
 

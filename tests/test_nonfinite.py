@@ -4,7 +4,6 @@ import copy
 import logging
 import os
 import os.path as osp
-import socket
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from mmpretrain.registry import OPTIM_WRAPPERS
 from torch.utils.data import Dataset
 
 from rils_mm.engine import AutocastOptimWrapper, FiniteStepOptimWrapper, NonFiniteStepError
+from rils_mm.testing import free_port
 from rils_mm.utils.checkpoint import checkpoint_problem, load_from_local
 
 
@@ -203,12 +203,6 @@ def test_runner_logs_the_iteration_and_term_and_stops_with_the_checkpoint_intact
 
 
 # ------------------------------------------------------------------ two ranks
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def _rank_worker(rank, port, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=2)
@@ -236,7 +230,7 @@ def _rank_worker(rank, port, out):
 
 def test_two_ranks_skip_together_when_one_rank_has_an_inf_loss(tmp_path):
     # fork: the children need no fresh import of the whole stack
-    mp.start_processes(_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method='fork')
     r0 = torch.load(osp.join(tmp_path, 'rank0.pt'))
     r1 = torch.load(osp.join(tmp_path, 'rank1.pt'))

@@ -3,7 +3,6 @@ from a checkpoint continues identically, and tools/train.py + tools/test.py work
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import rils_mm  # noqa: F401
-from rils_mm.testing import generate_toy_corpus, shrink_toy_model
+from rils_mm.testing import free_port, generate_toy_corpus, shrink_toy_model
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'rils', 'rils_vittiny_toy.py')
@@ -150,13 +149,6 @@ def test_corrupt_samples_are_skipped_counted_and_training_continues(tmp_path):
     shutil.rmtree(root)
 
 
-def _free_port():
-    """A TCP port nobody listens on now (a fixed one collides with parallel runs)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_dist_train_launcher_on_two_cpu_ranks(toy_root, tmp_path):
     """tools/dist_train.sh (torchrun) + mmengine DDP over gloo, 2 ranks."""
@@ -164,7 +156,7 @@ def test_dist_train_launcher_on_two_cpu_ranks(toy_root, tmp_path):
     cfg.train_dataloader.batch_size = 8  # x 2 ranks = 16, 12 iterations per epoch
     cfg_path = tmp_path / 'cfg.py'
     cfg.dump(str(cfg_path))
-    env = dict(os.environ, PYTHONPATH=ROOT, PORT=str(_free_port()),
+    env = dict(os.environ, PYTHONPATH=ROOT, PORT=str(free_port()),
                PATH=osp.dirname(sys.executable) + ':' + os.environ['PATH'])
     run = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(cfg_path), '2',
                           '--work-dir', str(tmp_path / 'w')], cwd=ROOT, env=env,

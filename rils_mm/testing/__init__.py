@@ -2,7 +2,8 @@
 
 Not imported by ``import rils_mm``: import ``rils_mm.testing`` explicitly.
 """
-from ._utils import fake_batch, shrink_toy_model, tiny_rils_cfg
+from ._utils import fake_batch, free_port, shrink_toy_model, tiny_rils_cfg
 from .toy_corpus import generate_toy_corpus
 
-__all__ = ['tiny_rils_cfg', 'fake_batch', 'generate_toy_corpus', 'shrink_toy_model']
+__all__ = ['tiny_rils_cfg', 'fake_batch', 'free_port', 'generate_toy_corpus',
+           'shrink_toy_model']

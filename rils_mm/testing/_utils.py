@@ -1,5 +1,6 @@
 """Tiny model configs and batches for tests and benchmarks (like ``mmdet.testing``)."""
 import copy
+import socket
 from typing import Optional
 
 import torch
@@ -56,3 +57,11 @@ def shrink_toy_model(model) -> None:
     model.neck.update(num_patches=16, embed_dim=64)
     model.text_encoder.update(width=64, layers=2)
     model.head.update(vision_dims=64, text_dims=64, embed_dims=64)
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on now, for a test's process group (a fixed
+    one collides with parallel runs)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
