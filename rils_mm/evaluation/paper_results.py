@@ -74,3 +74,50 @@ TABLE1 = {
     'MAE+CLIP': (64.5, 82.9),
     'RILS': (71.5, 83.3),
 }
+
+#: Table 1, longer pre-training: RILS on L-50M, 25 epochs (linear, fine-tune).
+TABLE1_L50M = {'RILS': (71.9, 83.6)}
+
+#: Table 2 (ViTDet Mask R-CNN, 25 epochs): (AP^B, AP^M) on COCO and on LVIS.
+TABLE2 = {
+    'coco': {
+        'MAE': (48.1, 42.4), 'CLIP': (47.7, 42.0), 'SLIP': (46.5, 41.5),
+        'MAE+CLIP': (48.1, 42.4), 'RILS': (48.5, 42.6),
+    },
+    'lvis': {
+        'MAE': (31.0, 29.6), 'CLIP': (32.3, 30.5), 'SLIP': (32.4, 30.8),
+        'MAE+CLIP': (32.6, 30.7), 'RILS': (33.8, 31.6),
+    },
+}
+
+#: Table 3 (UperNet on ADE20K, 160k iterations, mIoU), L-20M 25 epochs.
+TABLE3 = {'MAE': 44.2, 'CLIP': 45.2, 'SLIP': 45.7, 'MAE+CLIP': 45.3, 'RILS': 48.1}
+
+#: Table 5 (low-shot COCO detection, AP^B after 12 epochs) for the sampling ratios.
+TABLE5_RATIOS = [1, 2, 5, 10, 20, 50]
+TABLE5 = {
+    'MAE': [0.94, 6.10, 15.76, 23.16, 29.78, 38.10],
+    'CLIP': [0.81, 5.05, 14.98, 22.49, 29.88, 38.50],
+    'SLIP': [1.11, 4.54, 13.84, 21.91, 29.53, 37.73],
+    'MAE+CLIP': [0.68, 5.28, 14.33, 23.72, 29.99, 39.24],
+    'RILS': [0.86, 6.46, 16.94, 24.69, 31.97, 40.41],
+}
+
+#: Tables 9-11 (ViT-B/16, L-10M, 25 epochs): (zero-shot, linear, fine-tune) on
+#: ImageNet-1K; None where the paper gives no number.
+TABLE9 = {
+    'MAE': (None, 43.4, 81.5), 'CLIP': (32.1, 64.1, 82.0),
+    'MIM->LiT': (13.2, 43.4, 81.5), 'MIM->CLIP': (34.4, 64.8, 82.2),
+    'CLIP->MIM': (None, 66.2, 82.4), 'RILS': (37.5, 68.5, 82.7),
+}
+TABLE10 = {
+    'raw pixel space (MAE+CLIP)': (34.2, 61.9, 82.2),
+    'high-level vision space': (34.8, 67.7, 82.4),
+    'language semantic space (RILS)': (37.5, 68.5, 82.7),
+}
+TABLE11 = {
+    'mask ratio': {0.6: (35.9, 69.3, 82.7), 0.75: (37.5, 68.5, 82.7), 0.9: (37.4, 67.6, 82.3)},
+    'decoder blocks': {1: (37.5, 68.5, 82.7), 2: (37.8, 68.9, 82.6), 4: (37.3, 69.6, 82.5)},
+    'lambda1:lambda2': {'2:1': (37.5, 68.5, 82.7), '1:1': (36.4, 68.1, 82.3),
+                        '1:2': (35.9, 68.2, 82.2)},
+}
