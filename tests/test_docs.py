@@ -11,12 +11,12 @@ in ``tools/run_tests.sh``.
 """
 import glob
 import importlib
-import os
 import os.path as osp
 import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import pytest
@@ -69,7 +69,8 @@ def test_split_markdown_and_paths_find_what_they_should():
     text = ('Use `configs/rils/x.py` and `rils_mm.models`.\n\n```bash\n'
             'python tools/train.py configs/a_{b,c}.py --resume  # `not inline`\n```\n')
     blocks, inline = split_markdown(text)
-    assert blocks == [('bash', 'python tools/train.py configs/a_{b,c}.py --resume  # `not inline`\n')]
+    cmd = 'python tools/train.py configs/a_{b,c}.py --resume  # `not inline`\n'
+    assert blocks == [('bash', cmd)]
     assert inline == ['configs/rils/x.py', 'rils_mm.models']
     assert list(named_paths(blocks[0][1])) == ['tools/train.py', 'configs/a_b.py', 'configs/a_c.py']
     assert list(named_paths('see configs/benchmarks/zero_shot/<set>.py and data/x')) == []
@@ -140,7 +141,8 @@ def tool_flags(tokens):
         if re.fullmatch(r'tools/[\w/]+\.py', tool):
             rest = tokens[i + 1:]
             first = next((t for t in rest if not t.startswith('-')), None)
-            flags = sorted({t.split('=')[0] for t in rest if re.fullmatch(r'--[a-z][\w-]*(=.*)?', t)})
+            flags = sorted({t.split('=')[0] for t in rest
+                            if re.fullmatch(r'--[a-z][\w-]*(=.*)?', t)})
             return tool, first, flags
     return None
 
@@ -150,7 +152,8 @@ def test_commands_parse_into_tool_and_flags():
              '    --batch-size 8 --aligned-ratio=0.5  # a comment --not-a-flag\n'
              'tools/dist_train.sh configs/x.py 8 --cfg-options a=1 && echo done\n')
     got = [tool_flags(t) for t in commands(block)]
-    assert got[0] == ('tools/benchmark_train.py', 'CFG', ['--aligned-ratio', '--batch-size', '--compare'])
+    assert got[0] == ('tools/benchmark_train.py', 'CFG',
+                      ['--aligned-ratio', '--batch-size', '--compare'])
     assert got[1] == ('tools/train.py', 'configs/x.py', ['--cfg-options'])
     assert got[2] is None
 
@@ -165,22 +168,26 @@ def help_text(tool, sub=None):
 
 @pytest.mark.slow
 def test_every_tool_flag_shown_is_accepted():
-    wrong = []
+    shown = []  # (doc, tool, first positional, flags)
     for rel, kind, info, body in _all_snippets():
         if kind != 'block' or info == 'text':
             continue
         for tokens in commands(body):
             found = tool_flags(tokens)
-            if not found or not osp.exists(osp.join(ROOT, found[0])):
-                continue
-            tool, first, flags = found
-            text = help_text(tool)
-            choices = re.search(r'\{([\w,-]+)\}', text)
-            if first and choices and first in choices.group(1).split(','):
-                text = help_text(tool, first)  # a subcommand's own flags
-            for flag in flags:
-                if not re.search(r'(?<![\w-])%s(?![\w-])' % re.escape(flag), text):
-                    wrong.append(f'{rel}: {tool} {flag}')
+            if found and osp.exists(osp.join(ROOT, found[0])):
+                shown.append((rel,) + found)
+    # Each --help starts the stack (seconds): ask each tool once, two at a time.
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(help_text, sorted({tool for _, tool, _, _ in shown})))
+    wrong = []
+    for rel, tool, first, flags in shown:
+        text = help_text(tool)
+        choices = re.search(r'\{([\w,-]+)\}', text)
+        if first and choices and first in choices.group(1).split(','):
+            text = help_text(tool, first)  # a subcommand's own flags
+        for flag in flags:
+            if not re.search(r'(?<![\w-])%s(?![\w-])' % re.escape(flag), text):
+                wrong.append(f'{rel}: {tool} {flag}')
     assert not wrong, 'flags shown in the docs that the tool does not accept:\n' + '\n'.join(wrong)
 
 

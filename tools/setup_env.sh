@@ -190,9 +190,9 @@ $(tail -n 20 "$WHEEL_DIR/build.log")" "install a C++20 compiler (g++ >= 10) and 
     fi
 
     # ------------------------------------------------------------ the rest of the stack
-    say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test tools"
+    say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test and doc tools"
     "${INSTALL[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
-        -r "$ROOT/requirements/tests.txt" ||
+        -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/docs.txt" ||
         die "installing requirements failed" "see the pip error above; pins live in requirements/*.txt"
 fi
 

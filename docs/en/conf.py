@@ -32,7 +32,10 @@ myst_enable_extensions = ['dollarmath', 'colon_fence']
 # The API reference is generated from the docstrings; the paper's equation numbers live there.
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'none'
-autodoc_default_options = {'members': True, 'show-inheritance': True}
+autodoc_default_options = {'members': True, 'show-inheritance': True,
+                           'ignore-module-all': True}
+# torch's own docstrings (e.g. autograd.Function.forward) point at torch's manual.
+autodoc_inherit_docstrings = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 # Nothing contacts the network while building: no intersphinx, no link checks.

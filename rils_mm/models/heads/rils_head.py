@@ -60,7 +60,7 @@ class RILSHead(ImageTextContrastiveHead):
             (lambda_2 L_recon, the KL value as the official code logs it) and
             the logging scalars ``recon_ce`` (lambda_2 times the cross-entropy
             ``-sum p log q``, i.e. ``loss_recon`` + lambda_2 H(p)),
-            ``logit_scale`` and ``aligned_ratio`` (|C| / B_global).
+            ``logit_scale`` and ``aligned_ratio`` (``|C| / B_global``).
         """
         losses, prototypes, aligned = self.contrastive_and_aligned(
             patch_tokens, text_feats)
