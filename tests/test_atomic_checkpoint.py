@@ -8,13 +8,11 @@ import sys
 
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from torch.utils.data import Dataset
 
+from rils_mm.testing import ToyData, ToyModel
 from rils_mm.utils.checkpoint import (
     CorruptCheckpointError,
     checkpoint_problem,
@@ -27,33 +25,14 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 register_checkpoint_safety()
 
 
-class _Data(Dataset):
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        return dict(inputs=torch.full((3, ), float(i)))
-
-
-class _Model(BaseModel):
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3, 1)
-
-    def forward(self, inputs, data_samples=None, mode='loss'):
-        x = torch.stack(inputs) if isinstance(inputs, list) else inputs
-        return dict(loss=self.linear(x).pow(2).mean())
-
-
 def _runner(work_dir, name, max_epochs=3, **ckpt):
     torch.manual_seed(0)
     return Runner(
-        model=_Model(),
+        model=ToyModel(),
         work_dir=str(work_dir),
         experiment_name=name,
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False),
+        train_dataloader=dict(dataset=ToyData(8),
+                              sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='default_collate'), batch_size=2,
                               num_workers=0),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.1)),
@@ -71,6 +50,7 @@ def _pointer(work_dir):
         return osp.basename(f.read())
 
 
+@pytest.mark.slow  # a Runner
 def test_epoch_and_mid_epoch_checkpoints_pruned_after_writing(tmp_path):
     # 4 iterations per epoch, mid-epoch checkpoints every 3 iterations: 3, 6, 9
     # (12 ends epoch 3, which has its own).
@@ -84,6 +64,7 @@ def test_epoch_and_mid_epoch_checkpoints_pruned_after_writing(tmp_path):
                                                                       'iter_9.pth']
 
 
+@pytest.mark.slow  # a Runner
 def test_a_failed_write_leaves_the_previous_checkpoint_and_pointer(tmp_path, monkeypatch):
     runner = _runner(tmp_path, 'atomic_fail', interval=1, max_keep_ckpts=1)
     calls = []
@@ -119,6 +100,7 @@ def _truncate(path, keep=0.5):
         f.write(data[:int(len(data) * keep)])
 
 
+@pytest.mark.slow  # Runners
 def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     _runner(tmp_path, 'fallback_run', interval=1).train()
     assert _pth(tmp_path) == ['epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth']

@@ -21,6 +21,7 @@ from PIL import Image
 from rils_mm.datasets import ImageTextDataset, WebImageTextDataset
 from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.datasets.utils import short_message
+from rils_mm.testing import write_tar_shard
 
 PIPELINE = [dict(type='TokenizeText'), dict(type='PackImageTextInputs')]
 CSV_PIPELINE = [dict(type='LoadImageFromFile')] + PIPELINE
@@ -46,15 +47,6 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)  # 8-bit grey
     return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr)
             + chunk(b'IDAT', zlib.compress(b'\x00' * 64)) + chunk(b'IEND', b''))
-
-
-def write_shard(path, members):
-    with tarfile.open(path, 'w') as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def keys_of(samples):
@@ -130,7 +122,7 @@ def test_webdataset_decodes_16bit_grey_png_like_the_csv_path(tmp_path):
     Image.fromarray(grey16).save(buf, format='PNG')
     assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith('I;16')
     (tmp_path / 'g.png').write_bytes(buf.getvalue())
-    url = write_shard(tmp_path / 's.tar', [('g.png', buf.getvalue()), ('g.txt', b'grey')])
+    url = write_tar_shard(tmp_path / 's.tar', [('g.png', buf.getvalue()), ('g.txt', b'grey')])
     (out, ) = list(WebImageTextDataset(url, num_samples=1, pipeline=PIPELINE))
     ref = TRANSFORMS.build(dict(type='LoadImageFromFile'))(
         dict(img_path=str(tmp_path / 'g.png')))['img']  # the CSV path (cv2)
@@ -140,7 +132,7 @@ def test_webdataset_decodes_16bit_grey_png_like_the_csv_path(tmp_path):
 
 
 def test_webdataset_refuses_the_same_bomb(tmp_path):
-    url = write_shard(tmp_path / 's.tar', [
+    url = write_tar_shard(tmp_path / 's.tar', [
         ('a.png', png_header_only(20000, 20000)), ('a.txt', b'boom'),
         ('b.jpg', jpeg()), ('b.txt', b'fine')])
     (out, ) = list(WebImageTextDataset(url, num_samples=1, pipeline=PIPELINE))
@@ -158,7 +150,7 @@ def _good_members(keys):
 def test_truncated_shard_counts_the_loss_and_marks_the_repeats(tmp_path):
     members = _good_members([f'{i:03d}' for i in range(10)])
     path = tmp_path / 'cut.tar'
-    write_shard(path, members)
+    write_tar_shard(path, members)
     data = path.read_bytes()
     # Cut in the middle of 006.jpg's data: 000-005 complete, 006 incomplete,
     # 007-009 are not in the file any more.
@@ -193,7 +185,7 @@ def test_truncated_shard_counts_the_loss_and_marks_the_repeats(tmp_path):
 
 
 def test_num_samples_larger_than_the_shards_warns_with_the_repeat_count(tmp_path):
-    url = write_shard(tmp_path / 's.tar', _good_members(['a', 'b', 'c']))
+    url = write_tar_shard(tmp_path / 's.tar', _good_members(['a', 'b', 'c']))
     logger = MMLogger.get_current_instance()
     records = []
     handler = logging.Handler()
@@ -215,7 +207,7 @@ def test_duplicate_keys_are_counted_once_and_never_read_twice(tmp_path):
     members = _good_members(['a0', 'a1'])
     members += [('b.jpg', jpeg()), ('b.txt', b'caption b'), ('b.jpg', jpeg((1, 2, 3)))]
     members += _good_members(['a2', 'a0', 'a3'])  # a0 comes back later
-    url = write_shard(tmp_path / 'dup.tar', members)
+    url = write_tar_shard(tmp_path / 'dup.tar', members)
     out = list(WebImageTextDataset(url, num_samples=4, pipeline=PIPELINE, shuffle_buffer=0))
     assert keys_of(out) == ['a0', 'a1', 'a2', 'a3']
     assert not any(o['data_samples'].is_repeat for o in out)
@@ -228,7 +220,7 @@ def test_duplicate_keys_are_counted_once_and_never_read_twice(tmp_path):
 def test_skip_reasons_carry_no_stream_reprs(tmp_path):
     not_tar = tmp_path / 'x.tar'
     not_tar.write_bytes(b'this is not a tar file at all' * 40)
-    good = write_shard(tmp_path / 'g.tar', _good_members(['k']))
+    good = write_tar_shard(tmp_path / 'g.tar', _good_members(['k']))
     out = list(WebImageTextDataset([str(not_tar), good], num_samples=1, pipeline=PIPELINE,
                                    shuffle_shards=False))
     (reason, ) = out[0]['data_samples'].skip_reasons

@@ -164,6 +164,7 @@ def test_register_is_idempotent():
         is not load_from_local
 
 
+@pytest.mark.slow  # a Runner (full_run)
 def test_saved_checkpoint_needs_only_allow_listed_globals(full_run):
     work_dir, _ = full_run
     for epoch in range(1, EPOCHS + 1):
@@ -186,6 +187,7 @@ def test_saved_checkpoint_needs_only_allow_listed_globals(full_run):
                           np.floating)
 
 
+@pytest.mark.slow  # Runners
 def test_resume_continues_and_matches_uninterrupted_run(
         full_run, tmp_path, torch_load_calls):
     full_dir, full_state = full_run
@@ -209,6 +211,7 @@ def test_resume_continues_and_matches_uninterrupted_run(
     assert all(call.get('weights_only') is True for call in torch_load_calls)
 
 
+@pytest.mark.slow  # Runners
 def test_load_from_and_load_checkpoint_use_safe_loader(
         full_run, tmp_path, torch_load_calls):
     full_dir, full_state = full_run
@@ -228,6 +231,7 @@ def test_load_from_and_load_checkpoint_use_safe_loader(
     assert all(call.get('weights_only') is True for call in torch_load_calls)
 
 
+@pytest.mark.slow  # a Runner (full_run)
 def test_legacy_numpy1_names_load(full_run, tmp_path):
     """Files written under numpy 1.x name ``numpy.core.multiarray``."""
     full_dir, _ = full_run

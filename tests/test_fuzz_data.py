@@ -22,6 +22,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from rils_mm.datasets.transforms import get_clip_tokenizer
+from rils_mm.testing import write_tar_shard
 from rils_mm.utils.checkpoint import load_from_local, register_checkpoint_safety
 
 register_checkpoint_safety()
@@ -113,6 +114,7 @@ def tokenizer_loaded():
     get_clip_tokenizer()
 
 
+@pytest.mark.slow  # a Runner
 def test_fuzz_annotation_file_data_set(tmp_path):
     rows = []
     for i, data in enumerate(good_images()):
@@ -152,15 +154,7 @@ def test_fuzz_annotation_file_data_set(tmp_path):
         assert named in line, named
 
 
-def _shard(path, members):
-    with tarfile.open(path, 'w') as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
+@pytest.mark.slow  # a Runner
 def test_fuzz_webdataset(tmp_path):
     good = good_images()
     # shard 0: random bytes, not a tar
@@ -169,7 +163,7 @@ def test_fuzz_webdataset(tmp_path):
     members = []
     for i in range(6):
         members += [(f'b{i}.jpg', good[i]), (f'b{i}.txt', f'b {i}'.encode())]
-    _shard(tmp_path / 's1.tar', members)
+    write_tar_shard(tmp_path / 's1.tar', members)
     with tarfile.open(tmp_path / 's1.tar') as tar:
         info = tar.getmember('b5.jpg')
     data = (tmp_path / 's1.tar').read_bytes()
@@ -190,7 +184,7 @@ def test_fuzz_webdataset(tmp_path):
     members += [('c0.jpg', good[0]), ('c0.txt', b'key seen before')]  # duplicate key
     for name, img in odd_valid_images().items():  # (skips are reported with the next good one)
         members += [(f'{name}.png', img), (f'{name}.txt', name.encode())]
-    _shard(tmp_path / 's2.tar', members)
+    write_tar_shard(tmp_path / 's2.tar', members)
     urls = [str(tmp_path / f's{i}.tar') for i in range(3)]
 
     line, info = _train(tmp_path / 'work', 'fuzz_wds', dict(

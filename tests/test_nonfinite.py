@@ -12,13 +12,11 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmpretrain.registry import OPTIM_WRAPPERS
-from torch.utils.data import Dataset
 
 from rils_mm.engine import AutocastOptimWrapper, FiniteStepOptimWrapper, NonFiniteStepError
-from rils_mm.testing import free_port
+from rils_mm.testing import ToyData, ToyModel, free_port
 from rils_mm.utils.checkpoint import checkpoint_problem, load_from_local
 
 
@@ -113,41 +111,14 @@ def test_k_consecutive_nonfinite_steps_stop_the_run():
 
 
 # ------------------------------------------------------------------ in a Runner
-class _Data(Dataset):
-
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        return dict(inputs=torch.full((3, ), float(i)))
-
-
-class _Model(BaseModel):
-    """Two loss terms; ``loss_recon`` is NaN at the iterations in ``bad_iters``."""
-
-    def __init__(self, bad_iters=()):
-        super().__init__()
-        self.linear = nn.Linear(3, 1)
-        self.bad_iters = set(bad_iters)
-        self.calls = 0
-
-    def forward(self, inputs, data_samples=None, mode='loss'):
-        x = torch.stack(inputs) if isinstance(inputs, list) else inputs
-        out = self.linear(x)
-        recon = out.pow(2).mean()
-        if self.calls in self.bad_iters:
-            recon = recon * float('nan')
-        self.calls += 1
-        return dict(loss_contra=out.abs().mean(), loss_recon=recon)
-
-
 def _runner(work_dir, bad_iters, k=3):
     torch.manual_seed(0)
     return Runner(
-        model=_Model(bad_iters),
+        model=ToyModel(nan_at_calls=bad_iters),  # loss_recon NaN there
         work_dir=str(work_dir),
         experiment_name=f'nonfinite_{osp.basename(str(work_dir))}',
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', shuffle=False),
+        train_dataloader=dict(dataset=ToyData(8),
+                              sampler=dict(type='DefaultSampler', shuffle=False),
                               collate_fn=dict(type='default_collate'), batch_size=2,
                               num_workers=0),
         optim_wrapper=dict(type='FiniteStepOptimWrapper', max_consecutive_nonfinite=k,
@@ -166,6 +137,7 @@ def _capture():
     return records, handler
 
 
+@pytest.mark.slow  # a Runner
 def test_runner_logs_the_iteration_and_term_and_stops_with_the_checkpoint_intact(tmp_path):
     # iteration 5 alone is skipped; 8, 9, 10 in a row stop the run (K = 3).
     runner = _runner(tmp_path, bad_iters=[5, 8, 9, 10])
@@ -228,6 +200,7 @@ def _rank_worker(rank, port, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # 2 processes
 def test_two_ranks_skip_together_when_one_rank_has_an_inf_loss(tmp_path):
     # fork: the children need no fresh import of the whole stack
     mp.start_processes(_rank_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True,

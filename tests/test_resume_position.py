@@ -3,7 +3,6 @@ SIGKILL end-to-end version is tests/test_kill_resume.py."""
 import copy
 import io
 import random
-import tarfile
 
 import numpy as np
 import pytest
@@ -13,35 +12,15 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from rils_mm.datasets import WebImageTextDataset
 from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.engine import ResumableSampler
+from rils_mm.testing import ToyData, ToyModel, write_tar_shard
 from rils_mm.utils.checkpoint import register_checkpoint_safety
 
 register_checkpoint_safety()
-
-
-class _Data(Dataset):
-
-    def __len__(self):
-        return 10
-
-    def __getitem__(self, i):
-        return dict(inputs=torch.full((3, ), float(i)), data_samples=i)
-
-
-class _Model(BaseModel):
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3, 1)
-
-    def forward(self, inputs, data_samples=None, mode='loss'):
-        x = torch.stack(inputs) if isinstance(inputs, list) else inputs
-        noise = torch.rand(x.shape[0], 1)  # global torch RNG, like RILS' masking
-        return dict(loss=(self.linear(x) * noise).pow(2).mean())
 
 
 class _Record(Hook):
@@ -58,11 +37,11 @@ def _runner(work_dir, name, resume_from=None):
     torch.manual_seed(0)
     record = _Record()
     runner = Runner(
-        model=_Model(),
+        model=ToyModel(noise=True),  # global torch RNG, like RILS' masking
         work_dir=str(work_dir),
         experiment_name=name,
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='ResumableSampler',
-                                                            shuffle=True),
+        train_dataloader=dict(dataset=ToyData(10, with_index=True),
+                              sampler=dict(type='ResumableSampler', shuffle=True),
                               collate_fn=dict(type='pseudo_collate'), batch_size=3,
                               num_workers=0),  # 4 batches an epoch, the last of 1
         optim_wrapper=dict(type='FiniteStepOptimWrapper', optimizer=dict(type='AdamW', lr=0.1)),
@@ -78,13 +57,14 @@ def _runner(work_dir, name, resume_from=None):
 
 
 def test_resumable_sampler_skips_once():
-    sampler = ResumableSampler(_Data(), shuffle=True, seed=3)
+    sampler = ResumableSampler(ToyData(10), shuffle=True, seed=3)
     full = list(sampler)
     sampler.skip_next(4)
     assert list(sampler) == full[4:] and len(sampler) == 10
     assert list(sampler) == full  # only the next epoch
 
 
+@pytest.mark.slow  # a Runner
 def test_mid_epoch_checkpoint_resumes_at_the_next_batch(tmp_path):
     runner, ref = _runner(tmp_path / 'ref', 'pos_ref')
     runner.train()
@@ -102,20 +82,14 @@ def test_mid_epoch_checkpoint_resumes_at_the_next_batch(tmp_path):
 def _shards(tmp_path, n_shards=4, per_shard=6):
     buf = io.BytesIO()
     Image.fromarray(np.arange(192, dtype=np.uint8).reshape(8, 8, 3)).save(buf, format='PNG')
-    urls = []
-    for s in range(n_shards):
-        path = tmp_path / f's{s}.tar'
-        with tarfile.open(path, 'w') as tar:
-            for i in range(per_shard):
-                for ext, data in (('png', buf.getvalue()), ('txt', f'c {s} {i}'.encode())):
-                    info = tarfile.TarInfo(f'{s}{i:03d}.{ext}')
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        urls.append(str(path))
-    return urls
+    return [write_tar_shard(tmp_path / f's{s}.tar',
+                            [(f'{s}{i:03d}.{ext}', data) for i in range(per_shard)
+                             for ext, data in (('png', buf.getvalue()),
+                                               ('txt', f'c {s} {i}'.encode()))])
+            for s in range(n_shards)]
 
 
-@pytest.mark.parametrize('num_workers', [0, 2])
+@pytest.mark.parametrize('num_workers', [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_webdataset_skip_batches_continues_the_same_stream(tmp_path, num_workers):
     get_clip_tokenizer()
     urls = _shards(tmp_path)
@@ -218,6 +192,7 @@ def _csv_runner(work_dir, name, data_root, num_workers, resume_from=None):
     return runner, record
 
 
+@pytest.mark.slow  # Runners, loader workers
 def test_csv_with_workers_resumes_bit_exactly(toy_csv, tmp_path):
     """Per-sample augmentation seeds: loader workers (restarted by a resume in the
     middle of an epoch) crop and flip exactly as an uninterrupted run, and as a run

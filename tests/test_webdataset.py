@@ -24,6 +24,8 @@ from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.datasets.webdataset import WebImageTextDataset
 from rils_mm.engine.hooks import WebDatasetEpochHook
 from rils_mm.engine.hooks.data_skip_hook import DataSkipCounterHook
+from rils_mm.testing import write_tar_shard
+from rils_mm.testing.shards import add_tar_member
 
 PIPELINE = [dict(type='TokenizeText'), dict(type='PackImageTextInputs')]
 
@@ -41,16 +43,6 @@ def encode(rgb, fmt='JPEG', size=(8, 6)) -> bytes:
     return buf.getvalue()
 
 
-def write_shard(path, members):
-    """members: list of (name, bytes)."""
-    with tarfile.open(path, 'w') as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def make_shards(folder, sizes):
     """Shards of good samples; caption 'sample <shard> <i>'."""
     urls = []
@@ -61,7 +53,7 @@ def make_shards(folder, sizes):
             members += [(f'{key}.jpg', encode((s * 20 % 256, i * 30, 90))),
                         (f'{key}.txt', f'sample {s} {i}'.encode()),
                         (f'{key}.json', json.dumps({'key': key}).encode())]
-        urls.append(write_shard(folder / f'train-{s:06d}.tar', members))
+        urls.append(write_tar_shard(folder / f'train-{s:06d}.tar', members))
     return urls
 
 
@@ -74,6 +66,7 @@ def run_loader(ds, num_workers, **kw):
     return list(loader)
 
 
+@pytest.mark.slow  # loader workers
 def test_epoch_mode_2_ranks_2_workers_covers_every_sample_once(tmp_path):
     make_shards(tmp_path, [3] * 8)
     pattern = str(tmp_path / 'train-{000000..000007}.tar')
@@ -135,6 +128,7 @@ def test_shard_order_per_epoch_and_auto_advance(tmp_path):
     assert shard_order(list(fixed)) == urls == shard_order(list(fixed))
 
 
+@pytest.mark.slow  # loader workers
 def test_set_epoch_reaches_persistent_workers(tmp_path):
     urls = make_shards(tmp_path, [2] * 4)
     kw = dict(num_samples=8, pipeline=PIPELINE, shuffle_buffer=3)
@@ -169,6 +163,7 @@ def test_uneven_shards_give_equal_epochs(tmp_path):
     assert counts == [6] * 6
 
 
+@pytest.mark.slow  # loader workers
 def test_resampled_mode_yields_declared_count(tmp_path):
     urls = make_shards(tmp_path, [3, 3, 3])
     for rank in (0, 1):
@@ -204,7 +199,7 @@ def test_broken_members_are_skipped_and_counted(tmp_path):
         ('b6.jpg', good), ('b6.txt', b'\xff\xfe bad utf8'),
         ('c7.png', encode((0, 0, 255), 'PNG')), ('c7.txt', b'second good'),
     ]
-    url = write_shard(tmp_path / 'broken.tar', members)
+    url = write_tar_shard(tmp_path / 'broken.tar', members)
     ds = DATASETS.build(
         dict(type='WebImageTextDataset', urls=url, num_samples=2,
              pipeline=PIPELINE, shuffle_buffer=0))
@@ -234,7 +229,7 @@ def test_mostly_broken_stream_raises(tmp_path):
     members = []
     for i in range(30):
         members += [(f'{i:04d}.jpg', b'garbage'), (f'{i:04d}.txt', b'cap')]
-    url = write_shard(tmp_path / 'bad.tar', members)
+    url = write_tar_shard(tmp_path / 'bad.tar', members)
     ds = WebImageTextDataset(url, num_samples=5, pipeline=PIPELINE,
                              shuffle_buffer=0, max_consecutive_failures=10)
     with pytest.raises(RuntimeError, match='consecutive samples failed') as e:
@@ -248,7 +243,7 @@ def test_mostly_broken_stream_raises(tmp_path):
     with pytest.raises(RuntimeError, match='not_tar.tar'):
         list(WebImageTextDataset(str(not_tar), num_samples=5,
                                  pipeline=PIPELINE))
-    empty = write_shard(tmp_path / 'empty.tar', [])
+    empty = write_tar_shard(tmp_path / 'empty.tar', [])
     with pytest.raises(RuntimeError, match='yielded no samples'):
         list(WebImageTextDataset(empty, num_samples=5, pipeline=PIPELINE))
 
@@ -259,7 +254,7 @@ def test_decoded_image_matches_load_image_from_file(tmp_path):
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format='PNG')
     (tmp_path / 'x.png').write_bytes(buf.getvalue())
-    url = write_shard(tmp_path / 's.tar', [('x.png', buf.getvalue()),
+    url = write_tar_shard(tmp_path / 's.tar', [('x.png', buf.getvalue()),
                                            ('x.txt', b'noise')])
     ds = WebImageTextDataset(url, num_samples=1, pipeline=PIPELINE)
     (out, ) = list(ds)
@@ -287,7 +282,7 @@ def test_decode_random_resized_crop_first_gets_the_encoded_bytes(tmp_path):
         if i == 1:
             data = data[:len(data) // 2]  # a truncated download
         members += [(f'{i:04d}.jpg', data), (f'{i:04d}.txt', f'caption {i}'.encode())]
-    url = write_shard(tmp_path / 's.tar', members)
+    url = write_tar_shard(tmp_path / 's.tar', members)
 
     def read(first):
         np.random.seed(0)
@@ -319,7 +314,7 @@ def test_url_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='None of the 2 shards'):
         WebImageTextDataset(str(tmp_path / 'x-{0..1}.tar'), num_samples=2)
     urls = make_shards(tmp_path, [2])
-    with patch('rils_mm.datasets.webdataset.print_log') as log:
+    with patch('rils_mm.datasets.webdataset.urls.print_log') as log:
         ds = WebImageTextDataset([urls[0], str(tmp_path / 'gone.tar')],
                                  num_samples=2, pipeline=PIPELINE)
     assert ds.urls == urls and 'gone.tar' in log.call_args[0][0]
@@ -341,6 +336,7 @@ def mmpretrain_scope():
         yield
 
 
+@pytest.mark.slow  # loader workers
 def test_mmengine_build_dataloader_and_epoch_hook(tmp_path, mmpretrain_scope):
     make_shards(tmp_path, [4] * 4)
     cfg = dict(
@@ -401,16 +397,13 @@ class _ToyModel(BaseModel):
         return dict(loss=((self.w - x)**2).sum())
 
 
+@pytest.mark.slow  # a Runner, loader workers
 def test_runner_trains_two_epochs_with_hooks(tmp_path):
     make_shards(tmp_path, [4] * 4)
     # One extra, broken sample in the first shard.
     with tarfile.open(tmp_path / 'train-000000.tar', 'a') as tar:
-        info = tarfile.TarInfo('zz_bad.jpg')
-        info.size = 5
-        tar.addfile(info, io.BytesIO(b'oops!'))
-        info = tarfile.TarInfo('zz_bad.txt')
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b'bad'))
+        add_tar_member(tar, 'zz_bad.jpg', b'oops!')
+        add_tar_member(tar, 'zz_bad.txt', b'bad')
     model = _ToyModel()
     runner = Runner(
         model=model,

@@ -21,7 +21,7 @@ dataset never crashes on a single bad sample:
 
 Random augmentations are a function of the sample, not of the process: once
 :meth:`ImageTextDataset.set_epoch` was called (the
-:class:`~rils_mm.engine.hooks.WebDatasetEpochHook` of the default runtime does,
+:class:`~rils_mm.engine.hooks.DatasetEpochHook` of the default runtime does,
 with the run's seed), index ``idx`` of epoch ``e`` is transformed with python's,
 numpy's and torch's generators seeded from ``(seed, e, idx)``. Its crop is then
 the same with 0 or N data-loader workers, after worker restarts and after a
@@ -34,27 +34,25 @@ import os.path as osp
 from collections import Counter
 from typing import ContextManager, Dict, List, Optional, Sequence, Union
 
-import torch
 from mmengine.logging import print_log
 from mmpretrain.datasets.base_dataset import BaseDataset
 from mmpretrain.registry import DATASETS
 from torch.utils.data import get_worker_info
 
+from ..utils.seeding import EpochSeeded, SharedEpoch, int_seed, seeded_generators
 from .utils import (
     DEFAULT_MAX_IMAGE_PIXELS,
     attach_skip_info,
     check_image_pixels,
     describe_failure,
-    int_seed,
     read_annotation_rows,
     resolve_image_root,
-    seeded_generators,
 )
 
 __all__ = ['ImageTextDataset']
 
 @DATASETS.register_module()
-class ImageTextDataset(BaseDataset):
+class ImageTextDataset(EpochSeeded, BaseDataset):
     """Image-caption pairs from a CSV / TSV / JSONL / JSON annotation file.
 
     The format follows the file extension: ``.csv`` (comma separated, header
@@ -128,9 +126,8 @@ class ImageTextDataset(BaseDataset):
         #: The first few ``'<file>:<line>: <reason>'`` of them.
         self.invalid_row_examples: List[str] = []
         self.augment_seed = augment_seed
-        # [epoch, seed, whether set_epoch was called]; in shared memory so that
-        # persistent data-loader workers see set_epoch() calls.
-        self._augment_state = torch.zeros(3, dtype=torch.int64).share_memory_()
+        #: The epoch and seed of :meth:`set_epoch`, seen by persistent workers too.
+        self.shared_epoch = SharedEpoch()
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -236,17 +233,14 @@ class ImageTextDataset(BaseDataset):
     def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
         """Seed the random augmentations of ``epoch`` per sample (see the module
         docstring) from ``augment_seed``, else ``seed``, else 0."""
-        self._augment_state[0] = int(epoch)
-        if seed is not None:
-            self._augment_state[1] = int(seed)
-        self._augment_state[2] = 1
+        self.shared_epoch.set(epoch, seed)
 
     def _augment_rng(self, idx: int, attempt: int) -> ContextManager:
         """Generators seeded for the ``attempt``-th try of sample ``idx`` (a
         stand-in for a bad sample gets other crops than its own turn)."""
-        epoch, seed, active = (int(v) for v in self._augment_state)
-        if not active:  # no epoch known: the global generators, as they are
+        if not self.shared_epoch.is_set:  # no epoch known: the global generators, as they are
             return contextlib.nullcontext()
+        epoch, seed = self.shared_epoch.epoch, self.shared_epoch.seed
         if self.augment_seed is not None:
             seed = self.augment_seed
         # In a data-loader worker the generators serve nothing else: no need to

@@ -7,19 +7,16 @@ them alike.
 """
 import contextlib
 import csv
-import hashlib
 import json
 import os.path as osp
-import random
 import re
 import warnings
 from collections import Counter
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
 from PIL import Image
 
+from ..utils.seeding import int_seed, seeded_generators  # noqa: F401 (re-exported)
 from .transforms import InvalidCaptionError
 
 __all__ = [
@@ -322,38 +319,3 @@ def attach_skip_info(data: dict,
                 skip_kinds=dict(kinds),
                 is_repeat=bool(is_repeat)))
     return data
-
-
-def int_seed(*parts) -> int:
-    """A process-independent 63-bit seed from ``parts`` (unlike ``hash``)."""
-    digest = hashlib.sha256('/'.join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], 'little') >> 1
-
-
-@contextlib.contextmanager
-def seeded_generators(seed: int, restore: bool = True) -> Iterator[None]:
-    """Run the body with python's, numpy's and torch's (CPU) global generators
-    seeded from ``seed``, and (``restore``) put their previous states back
-    afterwards.
-
-    Random transforms draw from the global generators; inside this block what
-    they draw depends on ``seed`` only, not on the process (main or data-loader
-    worker) or on what it drew before, and with ``restore`` the caller's
-    streams (e.g. the masking noise of the training process) do not move.
-    Restoring costs about 0.2 ms (numpy's state round trip); a data-loader
-    worker, whose generators serve nothing else, can skip it. CUDA generators
-    are not touched.
-    """
-    if restore:
-        py_state, np_state, torch_state = random.getstate(), np.random.get_state(), \
-            torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        if restore:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-            torch.set_rng_state(torch_state)

@@ -7,9 +7,11 @@ from .optim_wrapper import (
                             NonFiniteStepError,
 )
 from .optimizers import BackboneLayerDecayOptimWrapperConstructor
+from .resume import RankStateHook, ResumableStream, ResumeParticipant, ResumePosition
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
     'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
-    'BackboneLayerDecayOptimWrapperConstructor'
+    'BackboneLayerDecayOptimWrapperConstructor', 'ResumeParticipant', 'ResumableStream',
+    'ResumePosition', 'RankStateHook'
 ]

@@ -1,6 +1,6 @@
 """An epoch-based training loop that resumes in the middle of an epoch exactly."""
 import logging
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from mmengine.dataset import DefaultSampler
@@ -8,11 +8,13 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import DATA_SAMPLERS, LOOPS
 
+from .resume import ResumableStream, ResumePosition
+
 __all__ = ['ResumableSampler', 'ResumableEpochBasedTrainLoop']
 
 
 @DATA_SAMPLERS.register_module()
-class ResumableSampler(DefaultSampler):
+class ResumableSampler(DefaultSampler, ResumableStream):
     """:class:`mmengine.dataset.DefaultSampler` that can start an epoch part-way.
 
     The order of an epoch is the parent's (a permutation seeded with
@@ -31,6 +33,10 @@ class ResumableSampler(DefaultSampler):
         if n < 0:
             raise ValueError(f'cannot skip {n} samples')
         self._skip = int(n)
+
+    def resume_at(self, position: ResumePosition) -> None:
+        """Leave out the first ``position.batches`` batches of the next epoch."""
+        self.skip_next(position.batches * position.batch_size)
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
@@ -51,13 +57,13 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     ``iter=i`` with ``i > e * len(dataloader)``) sees the epoch's first
     batches twice, trains more iterations than planned and differs from an
     uninterrupted run. Here, the first ``k = i - e * len(dataloader)``
-    batches of the resumed epoch are left out without loading them:
-
-    * a :class:`ResumableSampler` (map-style data sets) skips the first
-      ``k * batch_size`` indices of the epoch's order;
-    * an iterable data set with ``skip_batches(k)`` (such as
-      :class:`~rils_mm.datasets.WebImageTextDataset`) fast-forwards its
-      deterministic stream.
+    batches of the resumed epoch are left out without loading them: the
+    loop hands :meth:`resume_position` to the data stream of the resume
+    contract (:class:`~rils_mm.engine.resume.ResumableStream`): a
+    :class:`ResumableSampler` (map-style data sets) skips the first ``k *
+    batch_size`` indices of the epoch's order;
+    :class:`~rils_mm.datasets.WebImageTextDataset` fast-forwards its
+    deterministic stream.
 
     Every rank trains one batch per iteration, so ``k`` is the same on every
     rank and each rank skips its own first ``k`` batches (its share of the
@@ -77,34 +83,37 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     Args: see :class:`mmengine.runner.EpochBasedTrainLoop`.
     """
 
-    def _fast_forward(self, batches: int) -> bool:
-        """Make the data loader leave out its first ``batches`` batches without
-        loading them; ``False`` if neither the sampler nor the data set can."""
-        sampler = getattr(self.dataloader, 'sampler', None)
-        dataset = self.dataloader.dataset
-        if isinstance(sampler, ResumableSampler):
-            sampler.skip_next(batches * self.dataloader.batch_size)
-            return True
-        if hasattr(dataset, 'skip_batches'):
-            dataset.skip_batches(batches, self.dataloader.batch_size, self._epoch)
-            return True
+    def resume_position(self) -> Optional[ResumePosition]:
+        """Where the epoch about to run goes on: ``None`` if it starts afresh."""
+        epoch_len = len(self.dataloader)
+        start = self._iter - self._epoch * epoch_len  # batches already trained
+        if not 0 < start < epoch_len:
+            return None
+        return ResumePosition(self._epoch, start, self.dataloader.batch_size)
+
+    def _fast_forward(self, position: ResumePosition) -> bool:
+        """Make the data loader leave out the batches before ``position``
+        without loading them; ``False`` if neither its sampler nor its data set
+        is a :class:`~rils_mm.engine.resume.ResumableStream`."""
+        for stream in (getattr(self.dataloader, 'sampler', None), self.dataloader.dataset):
+            if isinstance(stream, ResumableStream):
+                stream.resume_at(position)
+                return True
         return False
 
     def run_epoch(self) -> None:
         """Iterate one epoch, or what is left of an interrupted one."""
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
-        epoch_len = len(self.dataloader)
-        start = self._iter - self._epoch * epoch_len  # batches already trained
-        if not 0 < start < epoch_len:
-            start = 0
+        position = self.resume_position()
+        start = position.batches if position else 0
         drop = 0
-        if start:
+        if position:
             print_log(
-                f'Continuing epoch {self._epoch + 1} at batch {start + 1} of {epoch_len} '
-                f'(iteration {self._iter + 1}).',
+                f'Continuing epoch {self._epoch + 1} at batch {start + 1} of '
+                f'{len(self.dataloader)} (iteration {self._iter + 1}).',
                 logger='current')
-            if not self._fast_forward(start):
+            if not self._fast_forward(position):
                 drop = start
                 print_log(
                     f'{type(self.dataloader.sampler).__name__} cannot start part-way, so '

@@ -22,6 +22,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import OPTIM_WRAPPERS
 
 from ..utils.cpu import cpu_has_native_bf16
+from .resume import ResumeParticipant
 
 __all__ = [
     'NonFiniteStepError', 'NonFiniteStepGuard', 'FiniteStepOptimWrapper',
@@ -33,7 +34,7 @@ class NonFiniteStepError(RuntimeError):
     """Raised after ``max_consecutive_nonfinite`` consecutive non-finite steps."""
 
 
-class NonFiniteStepGuard:
+class NonFiniteStepGuard(ResumeParticipant):
     """Mixin for :class:`mmengine.optim.OptimWrapper` subclasses that skips
     optimiser steps whose loss or gradients are not finite.
 
@@ -187,19 +188,34 @@ class NonFiniteStepGuard:
             self._record_skip(cause or self._cause)
 
     # ------------------------------------------------------------ the state
+    # A global participant of the resume contract (rils_mm.engine.resume): the
+    # skip decision is all-reduced, so the counts are the same on every rank;
+    # they ride in mmengine's ``optimizer`` checkpoint entry.
+    resume_key = 'optimizer'
+
+    def resume_state(self) -> dict:
+        """The counts of skipped steps: in all, and in a row up to now (so a
+        resume cannot reset the stop after K in a row)."""
+        return dict(nonfinite_steps=int(self.num_nonfinite_steps),
+                    consecutive_nonfinite=int(self.consecutive_nonfinite))
+
+    def load_resume_state(self, state: dict, saved=None) -> None:
+        """Put back :meth:`resume_state` (0 for checkpoints without it)."""
+        self.num_nonfinite_steps = int(state.get('nonfinite_steps', 0))
+        self.consecutive_nonfinite = int(state.get('consecutive_nonfinite', 0))
+
     def state_dict(self) -> dict:
-        """Optimiser state plus the counts of skipped steps: in all, and in a
-        row up to now (so a resume cannot reset the stop after K in a row)."""
+        """Optimiser state plus :meth:`resume_state`."""
         state = super().state_dict()  # type: ignore[misc]
-        state['nonfinite_steps'] = int(self.num_nonfinite_steps)
-        state['consecutive_nonfinite'] = int(self.consecutive_nonfinite)
+        state.update(self.resume_state())
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the optimiser state and the counts of skipped steps."""
         state_dict = dict(state_dict)
-        self.num_nonfinite_steps = int(state_dict.pop('nonfinite_steps', 0))
-        self.consecutive_nonfinite = int(state_dict.pop('consecutive_nonfinite', 0))
+        self.load_resume_state(
+            {k: state_dict.pop(k) for k in ('nonfinite_steps', 'consecutive_nonfinite')
+             if k in state_dict})
         super().load_state_dict(state_dict)  # type: ignore[misc]
 
 

@@ -10,6 +10,8 @@ from mmpretrain.registry import HOOKS
 
 from rils_mm.utils.checkpoint import atomic_write_text, fsync_path
 
+from ..resume import gather_rank_states
+
 __all__ = ['AtomicCheckpointHook', 'gather_rank_states']
 
 #: Suffix of a checkpoint being written; renamed to its final name when complete.
@@ -42,11 +44,13 @@ class AtomicCheckpointHook(CheckpointHook):
     parent's behaviour is used.
 
     Per-rank state: mmengine's ``Runner.save_checkpoint`` (and with it the
-    ``before_save_checkpoint`` hooks) runs on rank 0 only, so hooks that save
-    every rank's state (:class:`~rils_mm.engine.hooks.RNGStateHook`,
-    :class:`~rils_mm.engine.hooks.DataSkipCounterHook`) get a
-    ``gather_rank_states(runner)`` call on **all** ranks first (a collective,
-    in hook order), and write what they gathered from ``before_save_checkpoint``.
+    ``before_save_checkpoint`` hooks) runs on rank 0 only, so before every save
+    :func:`~rils_mm.engine.resume.gather_rank_states` runs on **all** ranks (a
+    collective, in hook order): the per-rank participants of the resume
+    contract (:class:`~rils_mm.engine.resume.RankStateHook`:
+    :class:`~rils_mm.engine.hooks.RNGStateHook`,
+    :class:`~rils_mm.engine.hooks.DataSkipCounterHook`) collect every rank's
+    state, and write it from ``before_save_checkpoint``.
 
     Args:
         interval_iters (int): Mid-epoch checkpoint period in iterations when
@@ -150,12 +154,3 @@ class AtomicCheckpointHook(CheckpointHook):
             path = osp.join(self.out_dir, old)
             if osp.isfile(path):
                 os.remove(path)
-
-
-def gather_rank_states(runner) -> None:
-    """Let every hook with a ``gather_rank_states`` method collect all ranks'
-    state for the next checkpoint (call on every rank, like a collective)."""
-    for hook in runner.hooks:
-        gather = getattr(hook, 'gather_rank_states', None)
-        if callable(gather):
-            gather(runner)

@@ -1,11 +1,12 @@
 """Count the bad training samples the data sets skipped, and stop on broken data."""
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_gather_object, all_reduce, get_dist_info
-from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
+
+from ..resume import RankStateHook
 
 __all__ = ['DataSkipCounterHook']
 
@@ -17,7 +18,7 @@ def _train_dataset(runner):
 
 
 @HOOKS.register_module()
-class DataSkipCounterHook(Hook):
+class DataSkipCounterHook(RankStateHook):
     """Track how many samples the data sets had to skip, and fail fast.
 
     :class:`~rils_mm.datasets.ImageTextDataset` and
@@ -55,7 +56,8 @@ class DataSkipCounterHook(Hook):
     epochs, they accumulate over the run). Checkpoints hold every rank's counts
     of the epoch so far, and a run resumed from a mid-epoch checkpoint continues
     each rank from its own, so the resumed epoch's line is the uninterrupted
-    run's.
+    run's (a per-rank participant of the resume contract,
+    :mod:`rils_mm.engine.resume`).
 
     Args:
         max_skip_ratio (float): Largest tolerated fraction of bad distinct
@@ -69,6 +71,7 @@ class DataSkipCounterHook(Hook):
     """
 
     priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the counts
+    resume_key = 'data_skip_counts'
 
     def __init__(self,
                  max_skip_ratio: float = 0.5,
@@ -84,8 +87,8 @@ class DataSkipCounterHook(Hook):
         self.min_samples = min_samples
         self.check_interval = check_interval
         self.num_examples = num_examples
+        super().__init__()
         self._resumed: Optional[dict] = None
-        self._gathered: Optional[tuple] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -111,57 +114,38 @@ class DataSkipCounterHook(Hook):
             self._kinds = Counter(state['kinds'])
             self._examples = list(state['examples'])
 
-    def gather_rank_states(self, runner) -> None:
-        """Collect every rank's counts of this epoch so far (a collective: called
-        on all ranks by :class:`~rils_mm.engine.hooks.AtomicCheckpointHook`)."""
-        self._gathered = (runner.iter, all_gather_object(self._own_counts()))
-
-    def _own_counts(self) -> dict:
+    # ------------------------------------------- resume contract (per rank)
+    def resume_state(self) -> dict:
+        """This rank's counts of the epoch so far."""
         return dict(used=self._used, skipped=self._skipped, repeats=self._repeats,
                     kinds=dict(self._kinds), examples=list(self._examples))
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep every rank's counts of this epoch so far, for a mid-epoch resume."""
-        gathered, self._gathered = self._gathered, None
-        if gathered is not None and gathered[0] == runner.iter:
-            ranks = gathered[1]
-        elif get_dist_info()[1] == 1:
-            ranks = [self._own_counts()]
-        else:  # saved without a gather on all ranks: rank 0's, older format
-            checkpoint['data_skip_counts'] = dict(self._own_counts(), epoch=runner.epoch)
-            return
-        checkpoint['data_skip_counts'] = dict(epoch=runner.epoch, world_size=len(ranks),
-                                              ranks=ranks)
+    def resume_fields(self, runner, checkpoint: dict) -> Dict[str, Any]:
+        """The epoch the counts are of."""
+        return dict(epoch=runner.epoch)
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Remember this rank's saved counts; used if the resumed epoch is unfinished.
-
-        With a different number of ranks than the checkpoint's, rank 0 continues
-        from the sum of all saved ranks' counts and the others from zero, so the
-        epoch's totals (summed over ranks) stay right.
-        """
+    def clear_resume_state(self) -> None:
         self._resumed = None
-        state = checkpoint.get('data_skip_counts')
-        if not state or not getattr(runner, '_resume', False):
+
+    def load_resume_state(self, state: dict, saved: Mapping[str, Any]) -> None:
+        """Remember this rank's saved counts; used if the resumed epoch is unfinished."""
+        self._resumed = dict(state, **saved)
+
+    def load_other_world_size(self, runner, states: List[dict],
+                              saved: Mapping[str, Any]) -> None:
+        """With a different number of ranks than the checkpoint's, rank 0
+        continues from the sum of all saved ranks' counts and the others from
+        zero, so the epoch's totals (summed over ranks) stay right."""
+        if get_dist_info()[0] != 0:
             return
-        rank, world_size = get_dist_info()
-        if 'ranks' not in state:  # older format: rank 0's counts only
-            self._resumed = state if rank == 0 else None
-            return
-        ranks = state['ranks']
-        if len(ranks) == world_size:
-            mine = ranks[rank]
-        elif rank == 0:
-            kinds: Counter = Counter()
-            for r in ranks:
-                kinds.update(r['kinds'])
-            mine = dict(used=sum(r['used'] for r in ranks),
-                        skipped=sum(r['skipped'] for r in ranks),
-                        repeats=sum(r['repeats'] for r in ranks), kinds=dict(kinds),
-                        examples=[e for r in ranks for e in r['examples']][:self.num_examples])
-        else:
-            return
-        self._resumed = dict(mine, epoch=state['epoch'])
+        kinds: Counter = Counter()
+        for r in states:
+            kinds.update(r['kinds'])
+        total = dict(used=sum(r['used'] for r in states),
+                     skipped=sum(r['skipped'] for r in states),
+                     repeats=sum(r['repeats'] for r in states), kinds=dict(kinds),
+                     examples=[e for r in states for e in r['examples']][:self.num_examples])
+        self.load_resume_state(total, saved)
 
     def after_train_iter(self,
                          runner,

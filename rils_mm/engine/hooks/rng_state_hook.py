@@ -1,41 +1,18 @@
 """Save and restore every rank's random-number-generator states with checkpoints."""
-import random
-from typing import List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
-import numpy as np
-import torch
-from mmengine.dist import all_gather_object, get_dist_info
-from mmengine.hooks import Hook
+from mmengine.dist import get_dist_info
 from mmpretrain.registry import HOOKS
+
+from rils_mm.utils.seeding import get_rng_states, set_rng_states
+
+from ..resume import RankStateHook
 
 __all__ = ['RNGStateHook', 'get_rng_states', 'set_rng_states']
 
 
-def get_rng_states() -> dict:
-    """This process's python, numpy, torch (and CUDA) generator states."""
-    np_state = np.random.get_state(legacy=False)
-    # plain ints, so the checkpoint needs no extra numpy type allow-listed
-    np_state['state']['key'] = np_state['state']['key'].tolist()
-    state = dict(python=random.getstate(), numpy=np_state, torch=torch.get_rng_state())
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_states(state: dict) -> None:
-    """Put back states saved by :func:`get_rng_states`."""
-    random.setstate(_as_tuple(state['python']))
-    np_state = dict(state['numpy'])
-    np_state['state'] = dict(np_state['state'])
-    np_state['state']['key'] = np.asarray(np_state['state']['key'], dtype=np.uint32)
-    np.random.set_state(np_state)
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
 @HOOKS.register_module()
-class RNGStateHook(Hook):
+class RNGStateHook(RankStateHook):
     """Make ``--resume`` continue a run exactly, on every rank.
 
     mmengine re-seeds at start-up but does not restore the generators' states
@@ -43,11 +20,10 @@ class RNGStateHook(Hook):
     seeds after a resume would differ from an uninterrupted run. Each rank's
     generators are its own (``randomness.diff_rank_seed``, different crops), so
     every checkpoint holds the python, numpy, torch (and CUDA) states of
-    **every** rank (gathered with ``mmengine.dist.all_gather_object`` when
-    :class:`~rils_mm.engine.hooks.AtomicCheckpointHook` calls
-    :meth:`gather_rank_states` on all ranks; rank 0 writes the file) as ``checkpoint['rng_state'] =
-    dict(world_size=W, ranks=[state of rank 0, ..., state of rank W-1])``, and
-    on resume rank ``r`` puts back ``ranks[r]``.
+    **every** rank as ``checkpoint['rng_state'] = dict(world_size=W, ranks=[state
+    of rank 0, ..., state of rank W-1], mid_epoch=...)``, and on resume rank ``r``
+    puts back ``ranks[r]`` (a per-rank participant of the resume contract,
+    :mod:`rils_mm.engine.resume`).
 
     The states are put back in ``before_train``, after mmengine's
     ``Runner.resume`` (which re-seeds all generators when the checkpoint's seed
@@ -68,62 +44,56 @@ class RNGStateHook(Hook):
     """
 
     priority = 'VERY_LOW'
+    resume_key = 'rng_state'
 
     def __init__(self) -> None:
+        super().__init__()
         self._pending: Optional[dict] = None
-        self._gathered: Optional[tuple] = None
 
-    def gather_rank_states(self, runner) -> None:
-        """Collect every rank's states (a collective: called on all ranks by
-        :class:`~rils_mm.engine.hooks.AtomicCheckpointHook` before it saves)."""
-        self._gathered = (runner.iter, all_gather_object(get_rng_states()))
+    def resume_state(self) -> dict:
+        """This process's generator states."""
+        return get_rng_states()
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Write the gathered states (rank 0 writes checkpoints)."""
-        gathered, self._gathered = self._gathered, None
-        if gathered is not None and gathered[0] == runner.iter:
-            states: List[dict] = gathered[1]
-        elif get_dist_info()[1] == 1:
-            states = [get_rng_states()]
-        else:
-            # Saved without a gather on all ranks (another checkpoint hook, a
-            # best checkpoint): rank 0's states only, in the older format.
-            checkpoint['rng_state'] = get_rng_states()
-            return
+    def resume_fields(self, runner, checkpoint: dict) -> Dict[str, Any]:
+        """Whether the checkpoint lies inside an epoch."""
         meta = checkpoint.get('meta', {})
-        checkpoint['rng_state'] = dict(
-            world_size=len(states),
-            ranks=states,
-            mid_epoch=_is_mid_epoch(runner, meta.get('epoch'), meta.get('iter')))
+        return dict(mid_epoch=_is_mid_epoch(runner, meta.get('epoch'), meta.get('iter')))
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Check the saved states against this run; put back in ``before_train``."""
-        state = checkpoint.get('rng_state')
+    def rank0_entry(self, runner, state: dict, fields: Dict[str, Any]) -> dict:
+        """Saved without a gather on all ranks (another checkpoint hook, a best
+        checkpoint): rank 0's states only, in the older format."""
+        return state
+
+    def clear_resume_state(self) -> None:
         self._pending = None
-        if state is None or not getattr(runner, '_resume', False):
-            return  # only on resume (`load_from` alone leaves the generators)
-        rank, world_size = get_dist_info()
-        if 'ranks' not in state:  # older format: rank 0's states only
-            self._pending = state
-            if world_size > 1:
-                runner.logger.warning(
-                    'RNGStateHook: the checkpoint holds the random states of rank 0 only '
-                    '(an older version wrote it); every rank continues from them, so the '
-                    'resumed run is not exactly the uninterrupted one.')
-            return
-        saved = int(state['world_size'])
-        if saved == world_size:
-            self._pending = state['ranks'][rank]
-            return
-        if state.get('mid_epoch'):
+
+    def load_resume_state(self, state: dict, saved: Mapping[str, Any]) -> None:
+        """Remember this rank's states; put back in ``before_train``."""
+        self._pending = state
+
+    def load_rank0_entry(self, runner, entry: dict) -> None:
+        """Older format (rank 0's states): every rank continues from them."""
+        self._pending = entry
+        if get_dist_info()[1] > 1:
+            runner.logger.warning(
+                'RNGStateHook: the checkpoint holds the random states of rank 0 only '
+                '(an older version wrote it); every rank continues from them, so the '
+                'resumed run is not exactly the uninterrupted one.')
+
+    def load_other_world_size(self, runner, states: List[dict],
+                              saved: Mapping[str, Any]) -> None:
+        """Refuse in the middle of an epoch; at its end, warn and keep the
+        generators seeded at start-up."""
+        saved_ranks, world_size = len(states), get_dist_info()[1]
+        if saved.get('mid_epoch'):
             raise RuntimeError(
-                f'RNGStateHook: the checkpoint was written by {saved} rank(s) in the middle '
-                f'of an epoch, this run has {world_size}. The epoch\'s samples were split '
-                f'over {saved} ranks, so its unseen rest cannot be continued with '
+                f'RNGStateHook: the checkpoint was written by {saved_ranks} rank(s) in the '
+                f'middle of an epoch, this run has {world_size}. The epoch\'s samples were '
+                f'split over {saved_ranks} ranks, so its unseen rest cannot be continued with '
                 f'{world_size}: resume from the last end-of-epoch checkpoint '
                 '(--resume WORK_DIR/epoch_N.pth), or with the same number of ranks.')
         runner.logger.warning(
-            f'RNGStateHook: the checkpoint was written by {saved} rank(s), this run has '
+            f'RNGStateHook: the checkpoint was written by {saved_ranks} rank(s), this run has '
             f'{world_size}: every rank keeps the random generators seeded at start-up, so '
             'the resumed run is not exactly what the original one would have been.')
 
@@ -143,8 +113,3 @@ def _is_mid_epoch(runner, epoch, it) -> bool:
     if epoch is None or it is None or not epoch_len:
         return False
     return int(it) != int(epoch) * epoch_len
-
-
-def _as_tuple(x):
-    """``random.setstate`` wants nested tuples; some loaders turn them to lists."""
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

@@ -10,6 +10,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..shards import add_tar_member
 from .captions import TEMPLATES, make_caption
 from .render import object_bbox, render_scene
 from .scene import BACKGROUNDS, COLOURS, SHAPES, Scene, get_classnames, sample_scene
@@ -18,7 +19,6 @@ from .scene import BACKGROUNDS, COLOURS, SHAPES, Scene, get_classnames, sample_s
 GENERATOR_VERSION = 1
 
 _KEY_DIGITS = 6
-_TAR_MTIME = 0
 
 _SPLITS = {'train': 0, 'val': 1}
 
@@ -68,16 +68,6 @@ def _make_sample(seed, split, index, image_size, jpeg_quality):
     ]
     caption = make_caption(scene, caption_rng) if split == 'train' else None
     return scene, buf.getvalue(), caption, objects
-
-
-def _add_tar_member(tar: tarfile.TarFile, name: str, data: bytes):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = _TAR_MTIME
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ''
-    tar.addfile(info, io.BytesIO(data))
 
 
 def _expected_paths(root, num_train, shard_size):
@@ -199,9 +189,9 @@ def generate_toy_corpus(out_dir: str,
             writer.writerow([rel, caption])
             fjs.write(json.dumps(dict(filepath=rel, caption=caption,
                                       label=scene.label, objects=objects)) + '\n')
-            _add_tar_member(tar, f'{key}.jpg', jpeg)
-            _add_tar_member(tar, f'{key}.txt', caption.encode('utf-8'))
-            _add_tar_member(
+            add_tar_member(tar, f'{key}.jpg', jpeg)
+            add_tar_member(tar, f'{key}.txt', caption.encode('utf-8'))
+            add_tar_member(
                 tar, f'{key}.json',
                 json.dumps(dict(caption=caption, objects=objects, key=key,
                                 label=scene.label)).encode('utf-8'))

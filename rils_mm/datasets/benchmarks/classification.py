@@ -1,115 +1,27 @@
-"""Readers for the downstream evaluation sets, in the layouts they ship in.
-
-* :class:`ZeroShotBenchmarkDataset` - zero-shot classification (paper
-  Tables 6 and 8) from an ImageFolder tree, a torchvision data set's own
-  layout (read by torchvision's class, ``download=False``), WebDataset shards
-  as clip-benchmark writes them, or CUB-200-2011's text files.
-* :class:`KarpathyRetrievalDataset` - image-text retrieval (Table 7) from the
-  Karpathy split JSON of COCO / Flickr30K (5 captions per image).
-
-Every sample is handed to the pipeline already decoded (``img``: BGR
-``uint8``, like ``LoadImageFromFile(imdecode_backend='pillow')``), so one test
-pipeline (resize, crop, pack) serves every source; the pipelines of these
-data sets therefore start **without** ``LoadImageFromFile``.
-"""
-import importlib
-import json
-import os
+"""Zero-shot classification benchmarks (paper Tables 6 and 8) read from the files
+they ship as: an ImageFolder tree, a torchvision data set's own layout, WebDataset
+shards as clip-benchmark writes them, or CUB-200-2011's text files."""
 import os.path as osp
 import tarfile
 from typing import List, Optional, Sequence
 
 import numpy as np
-from mmcv.transforms import BaseTransform
 from mmpretrain.datasets.base_dataset import BaseDataset
-from mmpretrain.registry import DATASETS, TRANSFORMS
+from mmpretrain.registry import DATASETS
 
-from .transforms import decode_image_bgr, get_clip_tokenizer
+from ..transforms import decode_image_bgr
+from .layouts import (
+    WDS_IMAGE_EXTS,
+    clean_torchvision_classname,
+    cub_classname,
+    image_folder,
+    import_class,
+    labels_of,
+    pil_to_bgr,
+    read_bytes,
+)
 
-__all__ = [
-    'ZeroShotBenchmarkDataset', 'KarpathyRetrievalDataset', 'TokenizeCaptions'
-]
-
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
-                  '.tiff', '.webp')
-WDS_IMAGE_EXTS = ('webp', 'png', 'jpg', 'jpeg')  # clip-benchmark's order
-
-
-def _pil_to_bgr(img) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(img.convert('RGB'))[..., ::-1])
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, 'rb') as f:
-        return f.read()
-
-
-def _image_folder(root: str) -> tuple:
-    """``(sorted class folder names, [(path, folder index)])`` of an
-    ImageFolder tree (torchvision's rules: one sub-folder a class, files with
-    an image extension, anywhere below it)."""
-    if not osp.isdir(root):
-        raise FileNotFoundError(f'image folder not found: {root!r}')
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    if not folders:
-        raise ValueError(f'{root!r} has no class sub-folders (expected '
-                         'root/<class>/<image>)')
-    samples = []
-    for i, name in enumerate(folders):
-        for dirpath, _, files in sorted(os.walk(osp.join(root, name))):
-            for fname in sorted(files):
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    samples.append((osp.join(dirpath, fname), i))
-    if not samples:
-        raise ValueError(f'{root!r} has no images with extensions '
-                         f'{IMG_EXTENSIONS}')
-    return folders, samples
-
-
-def _labels_of(ds) -> List[int]:
-    """Integer labels of a torchvision-style data set without decoding its
-    images (the attribute torchvision's class keeps them in)."""
-    label_map = getattr(ds, 'label_map', None)
-    if label_map is not None and hasattr(ds, 'samples'):
-        # clip-benchmark's ObjectNetDataset: label = rank of the image's folder
-        # among ObjectNet's classes that map to ImageNet
-        return [
-            int(label_map[osp.basename(osp.dirname(p))]) for p, _ in ds.samples
-        ]
-    for attr in ('targets', '_labels', 'labels', 'y'):
-        value = getattr(ds, attr, None)
-        if value is not None and len(value) == len(ds):
-            return [int(v) for v in value]
-    for attr in ('samples', '_samples'):
-        value = getattr(ds, attr, None)
-        if value is not None and len(value) == len(ds):
-            return [int(s[1]) for s in value]
-    # last resort: index the data set (decodes every image once)
-    return [int(ds[i][1]) for i in range(len(ds))]
-
-
-def _import_class(name: str):
-    if '.' not in name:
-        import torchvision.datasets as tvd
-        if not hasattr(tvd, name):
-            raise KeyError(f'torchvision.datasets has no {name!r}')
-        return getattr(tvd, name)
-    module, _, attr = name.rpartition('.')
-    return getattr(importlib.import_module(module), attr)
-
-
-def _cub_classname(folder: str) -> str:
-    """``'001.Black_footed_Albatross'`` -> ``'Black footed Albatross'``."""
-    return folder.split('.', 1)[-1].replace('_', ' ')
-
-
-def _clean_torchvision_classname(key: str, name: str) -> str:
-    # clip-benchmark's clean-ups of torchvision's names (datasets/builder.py)
-    if key == 'food101':
-        return name.replace('_', ' ')
-    if key == 'sun397':
-        return name.replace('_', ' ').replace('/', ' ')
-    return name
+__all__ = ['ZeroShotBenchmarkDataset']
 
 
 @DATASETS.register_module()
@@ -263,7 +175,7 @@ class ZeroShotBenchmarkDataset(BaseDataset):
 
     def _load_imagefolder(self) -> List[dict]:
         from rils_mm.evaluation.benchmark_meta import imagenet_subset_wnids, imagenet_wnids
-        folders, samples = _image_folder(self.data_root)
+        folders, samples = image_folder(self.data_root)
         if self.folder_labels == 'sorted':
             self._own_classes = [f.replace('_', ' ') for f in folders]
             mapping = list(range(len(folders)))
@@ -291,7 +203,7 @@ class ZeroShotBenchmarkDataset(BaseDataset):
         if not self.dataset_cls:
             raise ValueError('data_format="torchvision" needs dataset_cls, '
                              'e.g. "CIFAR10"')
-        cls = _import_class(self.dataset_cls)
+        cls = import_class(self.dataset_cls)
         kwargs = dict(self.dataset_kwargs)
         import inspect
         params = inspect.signature(cls.__init__).parameters
@@ -310,11 +222,11 @@ class ZeroShotBenchmarkDataset(BaseDataset):
             self._tv, 'categories', None)
         if names:
             self._own_classes = [
-                _clean_torchvision_classname(self.key, n) for n in names
+                clean_torchvision_classname(self.key, n) for n in names
             ]
         return [
             dict(source_index=i, gt_label=label)
-            for i, label in enumerate(_labels_of(self._tv))
+            for i, label in enumerate(labels_of(self._tv))
         ]
 
     def _load_wds(self) -> List[dict]:
@@ -386,7 +298,7 @@ class ZeroShotBenchmarkDataset(BaseDataset):
         is_train = table('train_test_split.txt')
         classes = table('classes.txt')
         self._own_classes = [
-            _cub_classname(classes[k]) for k in sorted(classes)
+            cub_classname(classes[k]) for k in sorted(classes)
         ]
         want = '1' if self.split == 'train' else '0'
         return [
@@ -400,14 +312,14 @@ class ZeroShotBenchmarkDataset(BaseDataset):
     def get_data_info(self, idx: int) -> dict:
         info = super().get_data_info(idx)
         if 'source_index' in info:
-            img = _pil_to_bgr(self._tv[info['source_index']][0])
+            img = pil_to_bgr(self._tv[info['source_index']][0])
         elif 'tar_offset' in info:
             path, offset, size = info['tar_offset']
             with open(path, 'rb') as f:
                 f.seek(offset)
                 img = decode_image_bgr(f.read(size))
         else:
-            img = decode_image_bgr(_read_bytes(info['img_path']))
+            img = decode_image_bgr(read_bytes(info['img_path']))
         info.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         return info
 
@@ -421,112 +333,3 @@ class ZeroShotBenchmarkDataset(BaseDataset):
     @property
     def templates(self) -> tuple:
         return self._metainfo['templates']
-
-
-@TRANSFORMS.register_module()
-class TokenizeCaptions(BaseTransform):
-    """Tokenise every caption of ``results[text_key]`` (a list of str) with
-    open_clip's CLIP tokenizer into a (K, context_length) tensor."""
-
-    def __init__(self,
-                 context_length: int = 77,
-                 text_key: str = 'captions',
-                 out_key: str = 'text_tokens') -> None:
-        self.context_length = context_length
-        self.text_key = text_key
-        self.out_key = out_key
-
-    def transform(self, results: dict) -> dict:
-        caps = results.get(self.text_key)
-        if not caps or not all(isinstance(c, str) and c.strip()
-                               for c in caps):
-            raise ValueError(
-                f'{results.get("img_path", "sample")}: {self.text_key!r} must '
-                f'be a non-empty list of non-empty captions, got {caps!r:.80}')
-        results[self.out_key] = get_clip_tokenizer()(
-            list(caps), context_length=self.context_length).long()
-        return results
-
-
-@DATASETS.register_module()
-class KarpathyRetrievalDataset(BaseDataset):
-    """COCO / Flickr30K image-text retrieval on Karpathy's splits.
-
-    ``ann_file`` is Karpathy's ``dataset_coco.json`` / ``dataset_flickr30k.json``:
-    ``{"images": [{"filepath"?: str, "filename": str, "split": str,
-    "sentences": [{"raw": str}, ...]}, ...]}``; images of ``split`` are read
-    from ``data_prefix`` joined with ``filepath`` (COCO: ``val2014``) and
-    ``filename``. The COCO 5k test split and the Flickr30K 1k test split are
-    ``split='test'``. Each sample keeps its first ``num_captions`` captions
-    (5; an image with fewer is an error).
-
-    Args:
-        ann_file (str): Karpathy JSON.
-        data_prefix (str | dict): image root. Defaults to ''.
-        split (str): Defaults to 'test'.
-        num_captions (int): Defaults to 5.
-        pipeline (Sequence): after decoding, e.g. resize, crop,
-            :class:`TokenizeCaptions`, ``PackImageTextInputs``.
-    """
-
-    def __init__(self,
-                 ann_file: str,
-                 data_root: str = '',
-                 data_prefix='',
-                 split: str = 'test',
-                 num_captions: int = 5,
-                 pipeline: Sequence = (),
-                 test_mode: bool = True,
-                 **kwargs) -> None:
-        self.split = split
-        self.num_captions = num_captions
-        if isinstance(data_prefix, str):
-            data_prefix = dict(img_path=data_prefix)
-        super().__init__(
-            ann_file=ann_file,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            pipeline=pipeline,
-            test_mode=test_mode,
-            **kwargs)
-
-    def load_data_list(self) -> List[dict]:
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'Karpathy split file not found: '
-                                    f'{self.ann_file!r}')
-        with open(self.ann_file, encoding='utf-8') as f:
-            ann = json.load(f)
-        if not isinstance(ann, dict) or not isinstance(ann.get('images'),
-                                                       list):
-            raise ValueError(f'{self.ann_file!r}: expected Karpathy format '
-                             '{"images": [...]}')
-        root = self.data_prefix.get('img_path', '') or self.data_root
-        data_list = []
-        for i, im in enumerate(ann['images']):
-            if im.get('split') != self.split:
-                continue
-            try:
-                caps = [s['raw'] for s in im['sentences']]
-                fname = im['filename']
-            except (KeyError, TypeError):
-                raise ValueError(
-                    f'{self.ann_file!r} images[{i}]: needs "filename" and '
-                    '"sentences": [{"raw": ...}]') from None
-            if len(caps) < self.num_captions:
-                raise ValueError(
-                    f'{self.ann_file!r} images[{i}] ({fname}): '
-                    f'{len(caps)} captions, expected {self.num_captions}')
-            data_list.append(
-                dict(
-                    img_path=osp.join(root, im.get('filepath', ''), fname),
-                    captions=caps[:self.num_captions]))
-        if not data_list:
-            raise ValueError(f'{self.ann_file!r} has no images of split '
-                             f'{self.split!r}')
-        return data_list
-
-    def get_data_info(self, idx: int) -> dict:
-        info = super().get_data_info(idx)
-        img = decode_image_bgr(_read_bytes(info['img_path']))
-        info.update(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
-        return info
