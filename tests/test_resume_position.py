@@ -184,7 +184,7 @@ def _csv_runner(work_dir, name, data_root, num_workers, resume_from=None):
         train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=3),
         default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                            interval_iters=3)),
-        custom_hooks=[dict(type='RNGStateHook'), dict(type='WebDatasetEpochHook'), record],
+        custom_hooks=[dict(type='RNGStateHook'), dict(type='DatasetEpochHook'), record],
         randomness=dict(seed=0),
         resume=resume_from is not None,
         load_from=resume_from,

@@ -39,7 +39,7 @@ def test_wds_config_matches_the_quickstart_model_and_the_corpus_layout():
     # the shards `tools/make_toy_corpus.py data/toy` writes (2000 pairs, 500 a shard)
     assert loader.dataset.urls == 'data/toy/shards/train-{000000..000003}.tar'
     assert loader.dataset.num_samples == 2000
-    assert 'WebDatasetEpochHook' in {h.type for h in cfg.custom_hooks}
+    assert 'DatasetEpochHook' in {h.type for h in cfg.custom_hooks}
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ custom_hooks = [
     dict(type='RNGStateHook'),  # exact resume: python / numpy / torch generator states
     dict(type='NonFiniteStepHook'),  # logs skipped NaN/inf steps with their loss terms
     dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=200),
-    dict(type='WebDatasetEpochHook'),  # forwards the epoch to iterable data sets
+    dict(type='DatasetEpochHook'),  # forwards the epoch (and seed) to the train data set
     dict(type='ZeroShotClassifierHook'),  # text-tower models on zero-shot eval sets
 ]
 
