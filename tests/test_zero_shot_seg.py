@@ -342,6 +342,22 @@ def test_voc20_config_runs_through_tools_test_on_voc_format_data(toy, tmp_path):
     assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc'}
     assert metrics['mIoU'] > 100 / 16  # 96 px, 64 px windows with overlap: still above chance
 
+    # the report tool: the eight-set section, sets without data left out, SCLIP's row beside
+    model_cfg = tmp_path / 'toy_model.py'
+    model_cfg.write_text(f"model = {toy['cfg']!r}\n")
+    report = tmp_path / 'report.md'
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'eval_report.py'), str(model_cfg),
+                    toy['ckpt'], '--protocols', 'zero_shot_seg', '--skip-missing',
+                    '--data-root', f'voc20={voc}', '--work-dir', str(tmp_path / 'report'),
+                    '--out', str(report)], check=True, cwd=ROOT,
+                   env=dict(__import__('os').environ, PYTHONPATH=ROOT))
+    rows = [r for r in report.read_text().splitlines() if r.startswith('| ')]
+    assert rows[0].split(' | ')[1:9] == ['VOC21', 'Context60', 'COCO-Object', 'VOC20',
+                                         'Context59', 'COCO-Stuff', 'Cityscapes', 'ADE20K']
+    ours = rows[2].split(' | ')
+    assert ours[1:4] == ['–'] * 3 and float(ours[4]) >= 0  # only VOC20 has data here
+    assert rows[3].split(' | ')[1] == '59.63' and rows[3].split(' | ')[4] == '81.54'
+
 
 def test_the_eight_benchmark_configs_say_the_protocol():
     expect = {'voc21': ('PascalVOCDataset', 21, 0), 'voc20': ('PascalVOC20Dataset', 20, None),
