@@ -386,3 +386,35 @@ def test_the_eight_benchmark_configs_say_the_protocol():
         assert resize.scale == (2048, side) and resize.keep_ratio
         assert cfg.model.image_text_model.backbone.patch_size == 16
         assert cfg.test_evaluator.type == 'IoUMetric'
+
+
+def test_coco_object_labels_are_groupvit_conversion():
+    from rils_mm.datasets.seg_benchmarks import COCOObjectDataset, coco_object_labels
+    classes = COCOObjectDataset.METAINFO['classes']
+    raw = np.array([[0, 11, 12, 89], [90, 91, 181, 255]], np.uint8)  # COCO-Stuff ids - 1
+    got = coco_object_labels(raw)
+    assert got.tolist() == [[1, 0, 12, 80], [0, 0, 0, 0]]
+    assert classes[1] == 'person' and classes[12] == 'stop sign' and classes[80] == 'toothbrush'
+
+
+def test_word_segmentation_picture_of_two_checkpoints(toy, tmp_path):
+    """tools/analysis/visualize_zero_shot_seg.py: one panel per checkpoint, every
+    pixel's best word; the probabilities are the segmentor's at the image size."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'viz_seg', osp.join(ROOT, 'tools', 'analysis', 'visualize_zero_shot_seg.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = tmp_path / 'toy_model.py'
+    cfg.write_text(f"model = {toy['cfg']!r}\n")
+    image = toy_dense_split(toy['corpus']['root'], max_images=1)[0][0]
+    words = ['red circle', 'blue square', 'green cross']
+    out = tmp_path / 'seg.png'
+    results = tool.main([image, '--words', *words, '--configs', str(cfg), str(cfg),
+                         '--checkpoints', toy['ckpt'], toy['ckpt'], '--templates',
+                         toy['corpus']['templates'], '--threshold', '0.5', '--panel-px', '100',
+                         '--out', str(out)])
+    assert [r[1].shape for r in results] == [(3, TOY_SIZE, TOY_SIZE)] * 2
+    torch.testing.assert_close(results[0][1].sum(0) > 0, torch.ones(TOY_SIZE, TOY_SIZE) > 0)
+    with Image.open(out) as im:  # image + 2 panels; one legend row of 3 words
+        assert im.size == (3 * 100, 100 + 74 + 14)

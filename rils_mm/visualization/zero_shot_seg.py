@@ -33,7 +33,8 @@ def draw_word_segmentation(image_rgb: np.ndarray,
     """Write a PNG: the image, then one panel per ``(name, probs)`` result
     with every pixel coloured by its most probable word (probability below
     ``threshold``: the image shows through), a legend and the share of the
-    image each word takes. The PNG is ``(1 + len(results)) * panel_px`` wide."""
+    image the four largest words take. The PNG is ``(1 + len(results)) *
+    panel_px`` wide and ``panel_px + 74 + 14 * legend rows`` high."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -44,11 +45,13 @@ def draw_word_segmentation(image_rgb: np.ndarray,
         np.arange(len(words)))[:, :3]
     img = image_rgb.astype(np.float32) / 255.0
     ncols = 1 + len(results)
-    dpi, strip = 100, 64
-    fig = plt.figure(figsize=(ncols * panel_px / dpi, (panel_px + strip) / dpi), dpi=dpi)
-    height = panel_px + strip
+    legend_cols = max(1, min(len(words), 2 * ncols - 1))
+    rows = -(-len(words) // legend_cols)
+    dpi, strip, foot = 100, 34 + 14 * rows, 40
+    height = panel_px + strip + foot
+    fig = plt.figure(figsize=(ncols * panel_px / dpi, height / dpi), dpi=dpi)
     for col in range(ncols):
-        ax = fig.add_axes([col / ncols + 0.005, 6 / height, 1 / ncols - 0.01,
+        ax = fig.add_axes([col / ncols + 0.005, foot / height, 1 / ncols - 0.01,
                            (panel_px - 10) / height])
         ax.set_xticks([])
         ax.set_yticks([])
@@ -63,14 +66,15 @@ def draw_word_segmentation(image_rgb: np.ndarray,
         overlay = np.where(keep, 0.35 * img + 0.65 * colours[win], img)
         ax.imshow(np.clip(overlay, 0, 1))
         share = [100.0 * float(((win == k) & keep[..., 0]).mean()) for k in range(len(words))]
-        top = sorted(range(len(words)), key=lambda k: -share[k])[:3]
-        ax.set_title(f'{name}\n' + ', '.join(f'{words[k]} {share[k]:.0f}%' for k in top),
-                     fontsize=8)
+        top = sorted(range(len(words)), key=lambda k: -share[k])[:4]
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel('\n'.join(', '.join(f'{words[k]} {share[k]:.0f}%' for k in pair)
+                                for pair in (top[:2], top[2:])), fontsize=7)
     handles = [Patch(color=colours[i], label=w) for i, w in enumerate(words)]
     fig.legend(handles=handles, loc='upper left', fontsize=8, frameon=False,
-               ncol=min(len(words), 6), bbox_to_anchor=(0.0, 1.0), handlelength=1.0)
+               ncol=legend_cols, bbox_to_anchor=(0.0, 1.0), handlelength=1.0)
     if title:
-        fig.text(0.99, 1 - 12 / height, title, fontsize=8, ha='right', va='center')
+        fig.text(0.005, 14 / height, title, fontsize=8, ha='left', va='center')
     fig.savefig(out_file, dpi=dpi)
     plt.close(fig)
     return out_file

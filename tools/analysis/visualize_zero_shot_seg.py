@@ -48,7 +48,6 @@ def parse_args(argv=None):
 
 
 def build(config, checkpoint, args):
-    import torch
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
 
@@ -66,7 +65,6 @@ def build(config, checkpoint, args):
         last_block=args.last_block, logit_scale=args.logit_scale,
         test_cfg=dict(mode='slide', crop_size=(size, size), stride=(size // 2, size // 2)))
     load_checkpoint(seg, checkpoint, map_location='cpu', strict=False)
-    torch.set_grad_enabled(False)
     return seg.eval()
 
 

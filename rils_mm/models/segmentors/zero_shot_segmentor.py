@@ -234,8 +234,10 @@ class ZeroShotSegmentor(ZeroShotClassifierMixin, BaseSegmentor):
         ``logit_scale * scores`` over the queries, max over each class's names,
         and the area filter."""
         probs = F.softmax(self.logit_scale * scores.float(), dim=0)
-        out = probs.new_zeros((self.num_classes, ) + probs.shape[1:])
-        out = out.index_reduce_(0, self.query_class, probs, 'amax', include_self=False)
+        owner = self.query_class.tolist()
+        out = probs[[owner.index(c) for c in range(self.num_classes)]]  # first names
+        for c in {c for c in owner if owner.count(c) > 1}:  # synonyms: the best name
+            out[c] = probs[[q for q, o in enumerate(owner) if o == c]].amax(0)
         if self.area_threshold:
             bg = self.background_index
             area = F.one_hot(out.argmax(0), self.num_classes).sum((0, 1)).float()
