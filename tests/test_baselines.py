@@ -638,8 +638,18 @@ def test_compare_methods_writes_one_table(tmp_path):
     assert clip[1] == 'CLIP' and mae[1] == 'MAE'
     assert 0 <= float(clip[3]) <= 100 and mae[3] == '—'  # zero-shot only with a text tower
     assert 0 <= float(clip[4]) <= 100 and 0 <= float(mae[4]) <= 100  # linear probe: all
-    assert float(clip[5]) > 0 and float(mae[6]) > 0
+    assert 0 <= float(clip[5]) <= 100 and mae[5] == '—'  # dense zero-shot mIoU: text tower
+    assert float(clip[6]) > 0 and float(mae[7]) > 0
     assert 'Command: `python tools/compare_methods.py' in out.read_text()
+    # --seeds: one run per seed, one table of mean ± std
+    run = subprocess.run(cmd[:3] + cmd[4:-1] + [str(tmp_path / 'seeds.md'), '--seeds', '0', '1'],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = (tmp_path / 'seeds.md').read_text()
+    row = [c.strip() for c in text.splitlines()[2].split('|')[1:-1]]
+    assert row[1] == 'CLIP' and all(' ± ' in c for c in row[2:6])
+    assert osp.isfile(tmp_path / 'w' / 'seed1' / 'clip_vittiny_toy.json')
+    assert 'seeds 0, 1' in text
 
 
 def test_milan_teacher_can_be_a_local_open_clip_file(tmp_path):

@@ -8,6 +8,8 @@ the steps, cosine to 1e-5; each config's optimizer otherwise). Then:
 * linear-probe top-1: scikit-learn logistic regression on the frozen encoder's
   mean-pooled patch features of the training images (``train.jsonl`` labels), tested on
   the held-out split; every method;
+* dense zero-shot mIoU: training-free segmentation of the held-out images by the class
+  names (:mod:`rils_mm.evaluation.dense_zero_shot`), for methods with a text tower;
 * step time: mean wall time of ``train_step`` (forward, backward, optimizer; data loading
   excluded) after the first iterations;
 * peak memory: the process's peak resident set size on CPU (includes Python, the libraries
@@ -47,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=300, help='training steps per method')
     parser.add_argument('--batch-size', type=int, default=64, help='training batch size')
     parser.add_argument('--seed', type=int, default=0, help='random seed (all methods)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None,
+                        help='run every seed and write one mean ± std table')
     parser.add_argument('--probe-c', type=float, default=1.0,
                         help='inverse regularisation C of the logistic regression')
     parser.add_argument('--work-dir', default='work_dirs/compare_methods')
@@ -181,9 +185,11 @@ def run_single(args):
     hub = runner.message_hub
     losses = {k[len('train/'):]: float(v.current()) for k, v in hub.log_scalars.items()
               if k.startswith('train/loss')}
-    zero_shot = None
+    zero_shot = dense = None
     if hasattr(model, 'set_zero_shot_classifier') and cfg.get('val_dataloader'):
         zero_shot = float(runner.val_loop.run()['accuracy/top1'])
+        from rils_mm.evaluation.dense_zero_shot import toy_dense_zero_shot
+        dense = toy_dense_zero_shot(model, osp.abspath(args.data_root))['mIoU']
     probe = linear_probe(model, cfg, args)
     skip = min(5, len(timer.times) // 5)
     times = timer.times[skip:]
@@ -196,7 +202,7 @@ def run_single(args):
     result = dict(
         config=osp.relpath(osp.abspath(args.single), REPO_ROOT), method=model.__class__.__name__,
         params_m=sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-        zero_shot_top1=zero_shot, linear_probe_top1=probe,
+        zero_shot_top1=zero_shot, linear_probe_top1=probe, dense_zero_shot_miou=dense,
         step_ms=1000 * sum(times) / len(times), train_s=train_s, peak_mib=peak_mib,
         memory=memory, final_losses=losses, settings=settings_of(args))
     with open(args.result, 'w') as f:
@@ -240,14 +246,15 @@ def markdown(results, args, command, machine):
         'peak RSS (MiB)'
     lines = [
         f'| config | method | trainable params (M) | zero-shot top-1 (%) | '
-        f'linear-probe top-1 (%) | step time (ms) | {mem} | final losses |',
-        '|---|---|---:|---:|---:|---:|---:|---|',
+        f'linear-probe top-1 (%) | dense zero-shot mIoU (%) | step time (ms) | {mem} | '
+        'final losses |', '|---|---|---:|---:|---:|---:|---:|---:|---|',
     ]
     for r in results:
         losses = ', '.join(f'{k} {v:.3f}' for k, v in sorted(r['final_losses'].items()))
         lines.append(
             f"| `{r['config']}` | {r['method']} | {r['params_m']:.2f} | "
             f"{fmt(r['zero_shot_top1'])} | {fmt(r['linear_probe_top1'])} | "
+            f"{fmt(r.get('dense_zero_shot_miou'))} | "
             f"{r['step_ms']:.0f} | {r['peak_mib']:.0f} | {losses} |")
     lines += [
         '',
@@ -268,6 +275,9 @@ def main(argv=None):
     if args.single:
         run_single(args)
         return
+    if args.seeds:
+        from rils_mm.evaluation.dense_zero_shot import run_seeds
+        return run_seeds(main, args, argv, machine_line())
     if not osp.isfile(osp.join(args.data_root, 'val.csv')):
         raise FileNotFoundError(
             f'no toy corpus at {args.data_root!r} (val.csv missing): run '

@@ -6,7 +6,8 @@ beside the paper's numbers (RILS, CVPR 2023, Tables 4, 6, 7, 8).
         --data-root cifar10=/data/cifar10 --out report.md
 
 Protocols: ``table6`` (the 21 zero-shot sets), ``table7`` (COCO + Flickr30K
-retrieval), ``table8`` (the 5 OOD sets), ``table4`` (low-shot ImageNet), or any
+retrieval), ``table8`` (the 5 OOD sets), ``table4`` (low-shot ImageNet),
+``zero_shot_seg`` (the 8 training-free segmentation sets, mIoU beside SCLIP's), or any
 benchmark config path / name under configs/benchmarks/ (``zero_shot/cifar10``).
 ``--data-root NAME=DIR`` points one benchmark (by file stem; ``imagenet_train``,
 ``imagenet_val`` for table4) at its data; ``--skip-missing`` leaves out the
@@ -27,6 +28,11 @@ import rils_mm  # noqa: E402,F401
 from rils_mm.evaluation import paper_results as paper  # noqa: E402
 from rils_mm.evaluation.benchmark_runner import run_benchmark  # noqa: E402
 from rils_mm.evaluation.low_shot import format_mean_std, run_low_shot  # noqa: E402
+from rils_mm.evaluation.zero_shot_seg import (  # noqa: E402
+    SCLIP_VITB16_MIOU,
+    ZERO_SHOT_SEG_SETS,
+    run_zero_shot_seg,
+)
 
 BENCH_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                      'configs', 'benchmarks')
@@ -114,9 +120,10 @@ def run(args) -> str:
             print(f'[eval_report] skipping {stem}: no {root}')
             return None
         tic = time.time()
-        metrics[stem] = run_benchmark(
-            model_cfg, bench, args.checkpoint,
-            osp.join(args.work_dir, stem), roots.get(stem))
+        run = run_zero_shot_seg if bench.get('model', {}).get(
+            'type') == 'ZeroShotSegmentor' else run_benchmark
+        metrics[stem] = run(model_cfg, bench, args.checkpoint,
+                            osp.join(args.work_dir, stem), roots.get(stem))
         metrics[stem]['seconds'] = time.time() - tic
         return metrics[stem]
 
@@ -153,6 +160,12 @@ def run(args) -> str:
                 sections.append(_table(f'Retrieval on {name} (Table 7)',
                                        paper.TABLE7_COLUMNS, ours, theirs,
                                        args.paper_row, average=False, digits=2))
+        elif proto == 'zero_shot_seg':
+            ms = [evaluate(f'zero_shot_seg/{s}') for s in ZERO_SHOT_SEG_SETS.values()]
+            sections.append(_table(
+                'Training-free zero-shot segmentation, mIoU (SCLIP row: its CLIP ViT-B/16)',
+                list(ZERO_SHOT_SEG_SETS), [None if m is None else m['mIoU'] for m in ms],
+                [SCLIP_VITB16_MIOU[k] for k in ZERO_SHOT_SEG_SETS], 'SCLIP', digits=2))
         elif proto == 'table4':
             bench = Config.fromfile(_bench_path('low_shot/imagenet_lowshot'))
             train_root = roots.get('imagenet_train', bench.train_dataset.data_root)
