@@ -16,12 +16,15 @@ say() { printf '[gather] %s\n' "$*"; }
 mkdir -p "$OUT"
 "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install -q uv==0.13.9
 LIST="$OUT/requirements.txt"
-# Everything but what the GPU machine brings (torch, its CUDA libraries, triton, numpy).
+# Everything but what the GPU machine brings (torch, its CUDA libraries, triton, numpy,
+# and what torch / torchvision themselves depend on).
 printf 'pytest>=8\npytest-timeout>=2.3\ntimm\n' >"$OUT/extra.in"
 "$PY" -m uv pip compile -q --python-version "$PYVER" -c "$ROOT/requirements/lock.txt" \
     "$ROOT/requirements/runtime.txt" "$ROOT/requirements/mmcv_lite.txt" "$OUT/extra.in" |
     grep -E '^[A-Za-z0-9]' |
-    grep -v -i -E '^(torch|torchvision|triton|numpy|nvidia-|cuda-)' >"$LIST"
+    grep -v -i -E '^(torch|torchvision|triton|numpy|nvidia-|cuda-)' |
+    grep -v -i -E '^(sympy|mpmath|networkx|jinja2|markupsafe|filelock|fsspec|typing-extensions|setuptools|pillow)==' \
+        >"$LIST"
 say "$(wc -l <"$LIST") packages for Python $PYVER -> $OUT"
 TAG="${PYVER/./}"
 while read -r req; do

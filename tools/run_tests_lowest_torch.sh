@@ -4,7 +4,7 @@
 # C++ ops: the detection / segmentation tests, which need mmcv's ops, mmdet and mmseg, run
 # only in the main environment). Versions: requirements/lowest.txt.
 #
-#   tools/run_tests_lowest_torch.sh [PYTEST ARGS...]   e.g. -m "not slow", -x
+#   tools/run_tests_lowest_torch.sh [PYTEST ARGS...]   default: -q -m "not slow"
 #
 # The environment is set up once (about 1 minute with a warm package cache) and reused
 # while requirements/{torch,runtime,mmcv_lite,tests,lowest}.txt and this script are
@@ -47,6 +47,7 @@ FULL_STACK_ONLY=(test_stack.py test_coco_low_shot.py test_dense_transfer.py
     test_eval_converters.py test_lite_stack.py)
 IGNORE=()
 for f in "${FULL_STACK_ONLY[@]}"; do IGNORE+=(--ignore "tests/$f"); done
+[ $# -gt 0 ] || set -- -q -m 'not slow'
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" -m pytest -p no:cacheprovider "${IGNORE[@]}" \
