@@ -35,6 +35,7 @@ from rils_mm.utils.checkpoint import (  # noqa: E402
     load_from_local,
     register_checkpoint_safety,
 )
+from rils_mm.utils.torch_compat import checkpoint_globals, unwrap_safe_global  # noqa: E402
 
 register_checkpoint_safety()
 
@@ -143,13 +144,9 @@ def torch_load_calls(monkeypatch):
 
 def _safe_global_map():
     """Name -> object of everything allow-listed through add_safe_globals."""
-    mapping = {}
-    for item in torch.serialization.get_safe_globals():
-        if isinstance(item, tuple):
-            mapping[item[1]] = item[0]
-        else:
-            mapping[f'{item.__module__}.{item.__qualname__}'] = item
-    return mapping
+    return dict(
+        unwrap_safe_global(item)
+        for item in torch.serialization.get_safe_globals())
 
 
 def test_register_is_idempotent():
@@ -169,8 +166,7 @@ def test_saved_checkpoint_needs_only_allow_listed_globals(full_run):
     work_dir, _ = full_run
     for epoch in range(1, EPOCHS + 1):
         path = osp.join(work_dir, f'epoch_{epoch}.pth')
-        assert torch.serialization.get_unsafe_globals_in_checkpoint(
-            path) == []
+        assert checkpoint_globals(path) == []
         ckpt = load_from_local(path, map_location='cpu')
         assert set(ckpt) >= {
             'meta', 'state_dict', 'message_hub', 'optimizer',
@@ -232,8 +228,12 @@ def test_load_from_and_load_checkpoint_use_safe_loader(
 
 
 @pytest.mark.slow  # a Runner (full_run)
-def test_legacy_numpy1_names_load(full_run, tmp_path):
-    """Files written under numpy 1.x name ``numpy.core.multiarray``."""
+def test_checkpoints_of_either_numpy_load(full_run, tmp_path):
+    """Files written under numpy 1.x name ``numpy.core.multiarray``, under
+    numpy 2 ``numpy._core.multiarray``: either loads with either numpy."""
+    written, other = ((b'numpy._core.multiarray', b'numpy.core.multiarray')
+                      if int(np.__version__.split('.')[0]) >= 2 else
+                      (b'numpy.core.multiarray', b'numpy._core.multiarray'))
     full_dir, _ = full_run
     src = osp.join(full_dir, 'epoch_1.pth')
     dst = str(tmp_path / 'numpy1.pth')
@@ -242,9 +242,8 @@ def test_legacy_numpy1_names_load(full_run, tmp_path):
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename.endswith('/data.pkl'):
-                assert b'numpy._core.multiarray' in data
-                data = data.replace(b'numpy._core.multiarray',
-                                    b'numpy.core.multiarray')
+                assert written in data
+                data = data.replace(written, other)
             zout.writestr(info, data)
     ckpt = load_from_local(dst)
     assert isinstance(ckpt['message_hub']['runtime_info']['eta'], np.float64)

@@ -1,4 +1,5 @@
-"""The pinned OpenMMLab / CLIP stack imports and its compiled ops are right.
+"""The OpenMMLab / CLIP stack imports, in the supported ranges (and as locked), and its
+compiled ops are right.
 
 mmcv's C++ ops are checked on CPU against answers worked out independently
 in this file (a plain-python NMS loop, and RoIAlign on a feature map that is a
@@ -6,19 +7,13 @@ linear function of the pixel coordinates, where bilinear sampling is exact).
 """
 import importlib
 import itertools
+import os
+from importlib import metadata
 
 import numpy as np
 import pytest
 import torch
-
-PINNED_VERSIONS = {
-    'mmcv': '2.1.0',
-    'mmengine': '0.10.7',
-    'mmpretrain': '1.2.0',
-    'mmdet': '3.3.0',
-    'mmseg': '1.2.2',
-    'open_clip': '3.3.0',
-}
+from packaging.utils import canonicalize_name
 
 STACK_MODULES = [
     'torch', 'torchvision', 'mmengine', 'mmcv', 'mmcv.ops', 'mmpretrain',
@@ -30,26 +25,91 @@ STACK_MODULES = [
 # ---------------------------------------------------------------------------
 # Imports and versions
 # ---------------------------------------------------------------------------
-def test_transformers_is_4x():
-    """transformers 5.x breaks ``import mmpretrain.models`` (BLIP code)."""
-    import transformers
-    assert transformers.__version__.split('.')[0] == '4', \
-        transformers.__version__
-
-
 @pytest.mark.parametrize('name', STACK_MODULES)
 def test_stack_imports(name):
     importlib.import_module(name)
 
 
-def test_torch_version():
-    assert torch.__version__.startswith('2.14.1'), torch.__version__
+# The supported ranges are requirements/{torch,runtime,mmcv_lite,optional,tests}.txt; the
+# tested environment's exact versions are requirements/lock.txt (what tools/setup_env.sh
+# installs); requirements/lowest.txt the lowest versions (tools/run_tests_lowest_torch.sh).
+REQ_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       'requirements')
+RANGE_FILES = ('torch.txt', 'runtime.txt', 'mmcv_lite.txt', 'optional.txt', 'tests.txt')
 
 
-@pytest.mark.parametrize('name,version', sorted(PINNED_VERSIONS.items()))
-def test_pinned_versions(name, version):
-    module = importlib.import_module(name)
-    assert module.__version__ == version
+def _requirements(name):
+    from packaging.requirements import Requirement
+    reqs = {}
+    with open(os.path.join(REQ_DIR, name)) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line and not line.startswith('-'):
+                req = Requirement(line)
+                reqs[canonicalize_name(req.name)] = req
+    return reqs
+
+
+def _ranges():
+    reqs = {}
+    for name in RANGE_FILES:
+        reqs.update(_requirements(name))
+    return reqs
+
+
+def _pins(name):
+    pins = {}
+    for key, req in _requirements(name).items():
+        (spec, ) = req.specifier  # exactly one '==' each
+        assert spec.operator == '==', f'{name}: {req} is not an exact pin'
+        pins[key] = spec.version
+    return pins
+
+
+def _installed(key):
+    if key == 'mmcv-lite':  # the full setup has mmcv with ops in its place
+        for dist in ('mmcv', 'mmcv-lite'):
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+    return metadata.version(key)
+
+
+def test_supported_ranges_are_ranges_with_torch_2_4_to_2_14():
+    ranges = _ranges()
+    torch_range = ranges['torch'].specifier
+    for version in ('2.4.0', '2.4.1', '2.11.0', '2.14.1'):
+        assert torch_range.contains(version), (version, torch_range)
+    assert not torch_range.contains('2.3.1') and not torch_range.contains('2.15.0')
+    assert ranges['mmcv-lite'].specifier.contains('2.1.0')
+    assert not ranges['mmcv-lite'].specifier.contains('2.2.0')  # mmdet 3.3: mmcv < 2.2
+    assert not ranges['transformers'].specifier.contains('5.0.0')
+    exact = [str(r) for r in ranges.values() if any(s.operator == '==' for s in r.specifier)]
+    assert exact == [], f'exact pins belong in requirements/lock.txt: {exact}'
+
+
+@pytest.mark.parametrize('pins', ['lock.txt', 'lowest.txt'])
+def test_pins_lie_in_the_supported_ranges(pins):
+    ranges, pinned = _ranges(), _pins(pins)
+    if pins == 'lock.txt':
+        assert set(ranges) <= set(pinned), set(ranges) - set(pinned)
+    for key, version in pinned.items():
+        if key in ranges:
+            assert ranges[key].specifier.contains(version), (pins, key, version)
+
+
+def test_installed_stack_is_in_range_and_as_locked():
+    """Every supported package is installed in its range; unless the environment was
+    set up with RILS_MM_LOCK=none (ranges only), at exactly the locked version."""
+    lock = _pins('lock.txt')
+    locked = os.environ.get('RILS_MM_LOCK', '') != 'none'
+    for key, req in _ranges().items():
+        version = _installed(key)
+        assert req.specifier.contains(version), (key, version, str(req.specifier))
+        if locked:
+            assert version.split('+')[0] == lock[key], (key, version, lock[key])
+    assert torch.__version__.split('+')[0] == metadata.version('torch').split('+')[0]
 
 
 def test_mmcv_ops_are_compiled():

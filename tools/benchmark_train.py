@@ -129,7 +129,8 @@ def register_cpu_attention_flops():
     aten = torch.ops.aten
     if not hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
         return
-    if aten._scaled_dot_product_flash_attention_for_cpu in fc.flop_registry:
+    op = aten._scaled_dot_product_flash_attention_for_cpu
+    if op in fc.flop_registry or op.default in fc.flop_registry:  # 2.4 keys overloads
         return
 
     @fc.register_flop_formula(

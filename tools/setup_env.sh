@@ -13,7 +13,10 @@
 #
 #   * uses the active virtual environment ($VIRTUAL_ENV), else creates/uses .venv/ at the
 #     repository root;
-#   * a full environment satisfies --lite; --lite never downgrades a full one.
+#   * a full environment satisfies --lite; --lite never downgrades a full one;
+#   * requirements/*.txt state the supported ranges (torch 2.4-2.14, ...); the exact
+#     versions come from requirements/lock.txt (the tested environment), used as pip
+#     constraints.
 #
 # Environment knobs:
 #   RILS_MM_PYTHON   interpreter used to create .venv (default: python3)
@@ -21,6 +24,8 @@
 #   MMCV_JOBS        parallel compile jobs for the mmcv build (default: nproc)
 #   RILS_MM_INSTALLER uv (default; installed from PyPI into the environment) or pip
 #   FORCE_CUDA=1     build mmcv's CUDA ops (automatic when torch sees a GPU)
+#   RILS_MM_LOCK     constraints file (default: requirements/lock.txt) or 'none': the
+#                    ranges alone, keeping e.g. the torch a GPU cluster image brings
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +45,7 @@ for arg in "$@"; do
     case "$arg" in
         --lite) MODE=lite ;;
         --full) MODE=full ;;
-        -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$arg'" "use --lite or --full (see tools/setup_env.sh --help)" ;;
     esac
 done
@@ -63,6 +68,13 @@ else
     fi
 fi
 export PATH="$(dirname "$PY"):$PATH"
+LOCK="${RILS_MM_LOCK:-$ROOT/requirements/lock.txt}"
+if [ "$LOCK" = none ]; then
+    LOCKED=()
+else
+    [ -f "$LOCK" ] || die "RILS_MM_LOCK: no file $LOCK" "name a constraints file, or 'none'"
+    LOCKED=(-c "$LOCK")
+fi
 # --no-compile: byte-compiling every installed module (torch alone has thousands) costs
 # more than compiling, on first import, the few that are used.
 PIP=("$PY" -m pip --disable-pip-version-check)
@@ -72,7 +84,7 @@ PIP_INSTALL=("${PIP[@]}" install -q --no-compile)
 # The stamp holds "<mode> <fingerprint>"; a full environment also satisfies --lite.
 STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.rils-mm-setup"
-FINGERPRINT="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-16)"
+FINGERPRINT="$( (cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh"; echo "lock=$LOCK") | sha256sum | cut -c1-16)"
 LITE_IMPORTS='import rils_mm, mmcv, mmpretrain.models, open_clip, webdataset, sklearn'
 FULL_IMPORTS="$LITE_IMPORTS, mmcv.ops, mmdet.models, mmseg.models, clip_benchmark, pytest"
 if [ "$MODE" = lite ]; then CHECK_IMPORTS="$LITE_IMPORTS"; else CHECK_IMPORTS="$FULL_IMPORTS"; fi
@@ -132,14 +144,14 @@ if [ "$MODE" = lite ]; then
         *) EXTRA=(-r "$ROOT/requirements/mmcv_lite.txt") ;;
     esac
     say "installing torch, mmcv-lite and the pretraining stack (one install call, no compiler)"
-    "${INSTALL[@]}" "$SETUPTOOLS_PIN" -r "$ROOT/requirements/torch.txt" \
+    "${INSTALL[@]}" "${LOCKED[@]}" "$SETUPTOOLS_PIN" -r "$ROOT/requirements/torch.txt" \
         -r "$ROOT/requirements/runtime.txt" "${EXTRA[@]}" ||
         die "pip could not install the pretraining stack" \
             "see the pip error above; pins live in requirements/*.txt"
 else
     # ------------------------------------------------------------ full: build tools + torch
     say "installing build tools ($SETUPTOOLS_PIN, wheel, ninja) and torch/torchvision"
-    "${INSTALL[@]}" "$SETUPTOOLS_PIN" wheel ninja -r "$ROOT/requirements/torch.txt" ||
+    "${INSTALL[@]}" "${LOCKED[@]}" "$SETUPTOOLS_PIN" wheel ninja -r "$ROOT/requirements/torch.txt" ||
         die "pip could not install the build tools or torch" \
             "the pins in requirements/torch.txt must be available from your index"
 
@@ -166,7 +178,7 @@ else
             tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
             # mmcv's setup.py forces -std=c++17, but torch >= 2.10 headers need C++20.
             sed -i 's/-std=c++17/-std=c++20/g; s#/std:c++17#/std:c++20#g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
-            "${INSTALL[@]}" addict numpy packaging pyyaml yapf opencv-python
+            "${INSTALL[@]}" "${LOCKED[@]}" addict numpy packaging pyyaml yapf opencv-python
             (cd "$BUILD/mmcv-$MMCV_VERSION" &&
                 MMCV_WITH_OPS=1 MAX_JOBS="${MMCV_JOBS:-$(nproc)}" \
                     "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" . \
@@ -191,7 +203,7 @@ $(tail -n 20 "$WHEEL_DIR/build.log")" "install a C++20 compiler (g++ >= 10) and 
 
     # ------------------------------------------------------------ the rest of the stack
     say "installing the OpenMMLab stack, open_clip, webdataset, clip-benchmark, test and doc tools"
-    "${INSTALL[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
+    "${INSTALL[@]}" "${LOCKED[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt" \
         -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/docs.txt" ||
         die "installing requirements failed" "see the pip error above; pins live in requirements/*.txt"
 fi

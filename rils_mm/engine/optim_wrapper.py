@@ -22,6 +22,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import OPTIM_WRAPPERS
 
 from ..utils.cpu import cpu_has_native_bf16
+from ..utils.torch_compat import total_grad_norm
 from .resume import ResumeParticipant
 
 __all__ = [
@@ -113,8 +114,7 @@ class NonFiniteStepGuard(ResumeParticipant):
         ]
         if not grads:
             return torch.zeros(())
-        return torch.nn.utils.get_total_norm(
-            grads, norm_type=2.0, error_if_nonfinite=False)
+        return total_grad_norm(grads)
 
     def _find_cause(self, loss_ok: bool) -> str:
         """Human-readable cause of a skipped step (slow path, only on skip)."""

@@ -39,6 +39,8 @@ from mmengine.dist import barrier, get_dist_info
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .torch_compat import add_safe_globals, checkpoint_globals, unwrap_safe_global
+
 __all__ = [
     'CHECKPOINT_SAFE_GLOBALS', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'allow_checkpoint_types', 'load_from_http', 'load_from_local',
@@ -83,8 +85,11 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
 
 # ``numpy._core.multiarray`` is the numpy>=2 location; numpy 1.x pickles the
 # same functions as ``numpy.core.multiarray.*``. Both names are mapped to the
-# very same objects so checkpoints written with either numpy load.
-_np_multiarray = np._core.multiarray  # type: ignore[attr-defined]
+# very same objects so checkpoints written with either numpy load with either.
+try:  # numpy >= 2
+    from numpy._core import multiarray as _np_multiarray
+except ImportError:  # numpy 1.26 (its numpy._core has no multiarray module)
+    from numpy.core import multiarray as _np_multiarray
 
 #: Everything allow-listed for ``torch.load(weights_only=True)``. Entries are
 #: either an object (registered under ``{__module__}.{__qualname__}``) or an
@@ -110,10 +115,10 @@ CHECKPOINT_SAFE_GLOBALS: List[Union[Callable, Tuple[Callable, str]]] = [
     # np.ndarray: HistoryBuffer._log_history (float64) / _count_history
     # (int64).
     np.ndarray,
-    _np_multiarray._reconstruct,
+    (_np_multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
     (_np_multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
     # np.float64 scalars, e.g. message_hub['runtime_info']['eta'].
-    _np_multiarray.scalar,
+    (_np_multiarray.scalar, 'numpy._core.multiarray.scalar'),
     (_np_multiarray.scalar, 'numpy.core.multiarray.scalar'),
     # dtypes of the above: created by calling np.dtype, then BUILD sets the
     # state on the instance whose type is the concrete DType class.
@@ -155,18 +160,13 @@ def allow_checkpoint_types(*types: Union[Callable, Tuple[Callable, str]]
         >>> from my_project.structures import MyMeta
         >>> allow_checkpoint_types(MyMeta)
     """
-    torch.serialization.add_safe_globals(list(types))
+    add_safe_globals(types)
 
 
 def _allowed_names() -> set:
     """Names of the user allow-listed globals (torch's defaults excluded)."""
-    names = set()
-    for item in torch.serialization.get_safe_globals():
-        if isinstance(item, tuple):
-            names.add(item[1])
-        else:
-            names.add(f'{item.__module__}.{item.__qualname__}')
-    return names
+    return {unwrap_safe_global(item)[0]
+            for item in torch.serialization.get_safe_globals()}
 
 
 def _refused_globals(filename: str, message: str) -> List[str]:
@@ -185,7 +185,7 @@ def _refused_globals(filename: str, message: str) -> List[str]:
         allowed = _allowed_names()
         refused = [
             name for name in
-            torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+            checkpoint_globals(filename)
             if name not in allowed
         ]
     except Exception:  # legacy (non-zip) format, torchscript, ...
@@ -323,7 +323,7 @@ def register_checkpoint_safety() -> None:
     if (_REGISTERED and CheckpointLoader._schemes.get('') is load_from_local
             and CheckpointLoader._schemes.get('https://') is load_from_http):
         return
-    torch.serialization.add_safe_globals(CHECKPOINT_SAFE_GLOBALS)
+    add_safe_globals(CHECKPOINT_SAFE_GLOBALS)
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local, force=True)
     CheckpointLoader.register_scheme(

@@ -4,11 +4,12 @@ from typing import Callable, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import (
-    CheckpointPolicy,
-    checkpoint,
-    create_selective_checkpoint_contexts,
-)
+from torch.utils.checkpoint import checkpoint
+
+try:  # torch >= 2.5; torch 2.4 has no public selective checkpointing
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+except ImportError:  # pragma: no cover - exercised on torch 2.4 only
+    CheckpointPolicy = create_selective_checkpoint_contexts = None
 
 #: ``with_cp`` value of selective checkpointing (see :func:`run_blocks`).
 SELECTIVE = 'selective'
@@ -45,6 +46,12 @@ def num_checkpointed(with_cp: Union[bool, int, str], num_blocks: int) -> int:
     first ``n`` blocks (so memory can be traded for compute block by block).
     """
     if with_cp == SELECTIVE:
+        if create_selective_checkpoint_contexts is None:
+            raise RuntimeError(
+                f"with_cp={SELECTIVE!r} needs torch >= 2.5 (selective activation "
+                f"checkpointing, torch.utils.checkpoint.create_selective_checkpoint_contexts); "
+                f"this is torch {torch.__version__}. Use with_cp=True (full checkpointing, "
+                f"same gradients, about +1/3 of the block FLOPs) or upgrade torch.")
         return num_blocks
     if isinstance(with_cp, bool):
         return num_blocks if with_cp else 0
