@@ -3,7 +3,12 @@
 existing imports keep working."""
 from .export.backbone import BACKBONE_PREFIX, extract_backbone
 from .export.files import load_state_dict_file, save_state_dict_file
-from .export.open_clip import build_open_clip_model, from_open_clip, open_clip_model_cfg, to_open_clip
+from .export.open_clip import (
+    build_open_clip_model,
+    from_open_clip,
+    open_clip_model_cfg,
+    to_open_clip,
+)
 
 __all__ = [
     'BACKBONE_PREFIX', 'extract_backbone', 'to_open_clip', 'from_open_clip',

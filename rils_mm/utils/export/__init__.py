@@ -7,7 +7,14 @@
 * :mod:`.files` - ``.safetensors`` / ``.pth`` in fp32 or bf16, with metadata.
 """
 from .backbone import BACKBONE_PREFIX, extract_backbone
-from .files import DTYPES, checkpoint_info, load_state_dict_file, read_metadata, save_state_dict_file, sha256_file
+from .files import (
+    DTYPES,
+    checkpoint_info,
+    load_state_dict_file,
+    read_metadata,
+    save_state_dict_file,
+    sha256_file,
+)
 from .hf_clip import from_hf_clip, from_hf_clip_text, hf_clip_config, to_hf_clip, write_hf_clip_dir
 from .open_clip import (
     build_open_clip_model,

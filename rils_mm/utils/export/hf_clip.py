@@ -141,7 +141,8 @@ def _vision_to_hf(sd, heads: int, eps: float) -> Dict[str, torch.Tensor]:
         out[dst + 'self_attn.out_proj.weight'], out[dst + 'self_attn.out_proj.bias'] = Wo, bo
         W1 = torch.zeros(inter, D, dtype=torch.float64)
         W1[:, :C] = f64[src + 'ffn.layers.0.0.weight']
-        out[dst + 'mlp.fc1.weight'], out[dst + 'mlp.fc1.bias'] = W1, f64[src + 'ffn.layers.0.0.bias']
+        out[dst + 'mlp.fc1.weight'] = W1
+        out[dst + 'mlp.fc1.bias'] = f64[src + 'ffn.layers.0.0.bias']
         W2 = torch.zeros(D, inter, dtype=torch.float64)
         W2[:C] = lam * _center(f64[src + 'ffn.layers.1.weight'])
         b2 = torch.zeros(D, dtype=torch.float64)
@@ -151,7 +152,8 @@ def _vision_to_hf(sd, heads: int, eps: float) -> Dict[str, torch.Tensor]:
     dst = f'{_V}encoder.layers.{L}.'
     a, _ = norm(dst + 'layer_norm1', f64['backbone.ln1.weight'], f64['backbone.ln1.bias'])
     a[m1] = a[m3] = 1.0
-    norm(dst + 'layer_norm2', torch.ones(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64))
+    one = torch.ones(C, dtype=torch.float64)
+    norm(dst + 'layer_norm2', one, 0 * one)
     Wq, bq = torch.zeros(D, D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
     Wk, bk = torch.zeros(D, D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
     for h in range(heads):
@@ -167,7 +169,8 @@ def _vision_to_hf(sd, heads: int, eps: float) -> Dict[str, torch.Tensor]:
     Wo[e0, idx] = -1.0  # keeps the class token mean-free for post_layernorm
     out[dst + 'self_attn.out_proj.weight'] = Wo
     out[dst + 'self_attn.out_proj.bias'] = torch.zeros(D)
-    out[dst + 'mlp.fc1.weight'], out[dst + 'mlp.fc1.bias'] = torch.zeros(inter, D), torch.zeros(inter)
+    out[dst + 'mlp.fc1.weight'] = torch.zeros(inter, D)
+    out[dst + 'mlp.fc1.bias'] = torch.zeros(inter)
     out[dst + 'mlp.fc2.weight'], out[dst + 'mlp.fc2.bias'] = torch.zeros(D, inter), torch.zeros(D)
     post = torch.zeros(D)
     post[:C] = 1.0

@@ -37,7 +37,7 @@ from typing import Dict, Optional
 import torch
 
 from .files import save_state_dict_file
-from .timm import to_timm, timm_model_name
+from .timm import timm_model_name, to_timm
 
 __all__ = [
     'to_open_clip', 'from_open_clip', 'open_clip_model_cfg', 'build_open_clip_model',
