@@ -42,3 +42,15 @@ napoleon_numpy_docstring = False
 
 html_theme = 'furo'
 html_title = f'rils-mm {release}'
+
+
+def _skip_borrowed(app, what, name, obj, skip, options):
+    """Methods a class takes from mmseg/mmengine keep their docs there."""
+    module = getattr(obj, '__module__', None) or ''
+    if callable(obj) and module and not module.startswith('rils_mm'):
+        return True
+    return skip
+
+
+def setup(app):
+    app.connect('autodoc-skip-member', _skip_borrowed)

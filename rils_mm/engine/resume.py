@@ -36,15 +36,15 @@ and hands it to the stream.
 
 The participants today:
 
-============================================  ===================  =========  ===========
-part                                          checkpoint key       per rank   kind
-============================================  ===================  =========  ===========
-``ResumableEpochBasedTrainLoop``              ``meta``             no         position
-``ResumableSampler``, ``WebImageTextDataset``  (none)               (own)      stream
-``RNGStateHook``                              ``rng_state``        yes        stateful
-``DataSkipCounterHook``                       ``data_skip_counts``  yes        stateful
-``FiniteStepOptimWrapper`` & co.              ``optimizer``        no         stateful
-============================================  ===================  =========  ===========
+=============================================  ====================  ========  ========
+part                                           checkpoint key        per rank  kind
+=============================================  ====================  ========  ========
+``ResumableEpochBasedTrainLoop``               ``meta``              no        position
+``ResumableSampler``, ``WebImageTextDataset``  (none)                (own)     stream
+``RNGStateHook``                               ``rng_state``         yes       stateful
+``DataSkipCounterHook``                        ``data_skip_counts``  yes       stateful
+``FiniteStepOptimWrapper`` & co.               ``optimizer``         no        stateful
+=============================================  ====================  ========  ========
 
 (the optimiser wrappers' state rides in mmengine's ``optimizer`` entry, through
 their ``state_dict`` / ``load_state_dict``).
