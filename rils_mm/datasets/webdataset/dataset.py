@@ -1,9 +1,9 @@
 """Stage 4 of the WebDataset reader: the data set that chains the stages.
 
 ``urls`` (:mod:`.urls`) -> this rank's / worker's shards, in the epoch's order
-(:mod:`rils_mm.datasets.webdataset.shards`) -> tar members grouped into samples -> select, decode, validate,
-transform (:mod:`.samples`) -> the epoch's share of outputs, resumed part-way if
-asked (:meth:`WebImageTextDataset.resume_at`).
+(:mod:`rils_mm.datasets.webdataset.shards`) -> tar members grouped into samples
+-> select, decode, validate, transform (:mod:`.samples`) -> the epoch's share
+of outputs, resumed part-way if asked (:meth:`WebImageTextDataset.resume_at`).
 """
 import logging
 import random
