@@ -104,9 +104,10 @@ def test_masks_do_not_depend_on_c():
     masks = {}
     for flag in (True, False):
         model = _tiny(decode_aligned_only=flag)
-        model.head.contrastive_and_aligned = (
-            lambda f, h: (dict(), torch.zeros(1, 32), torch.tensor(PATTERNS['some'])))
-        model.head.recon = lambda f, g, p, mask, a, m=masks, k=flag: {k: m.setdefault(k, mask)}
+        model.head.contrastive_and_aligned_embedded = (
+            lambda zi, zt, **kw: (dict(), torch.zeros(1, 32), torch.tensor(PATTERNS['some'])))
+        model.head.recon = lambda f, g, p, mask, a, m=masks, k=flag, **kw: {
+            k: m.setdefault(k, mask)}
         torch.manual_seed(7)
         model.forward_train(images, tokens)
     assert torch.equal(masks[True], masks[False][torch.tensor(PATTERNS['some'])])

@@ -68,14 +68,6 @@ def test_paper_models_keep_their_checkpoint_layout(path):
     assert checkpoint_layout(build(path, 'meta')) == recorded()[path]
 
 
-def test_every_text_tower_method_is_an_image_text_pretrainer():
-    from rils_mm.models.algorithms import CLIP, MAECLIP, RILS, SLIP, ImageTextPretrainer
-    for cls in (RILS, CLIP, MAECLIP, SLIP):
-        assert issubclass(cls, ImageTextPretrainer)
-    with pytest.raises(TypeError, match='forward_train'):  # the method's step is missing
-        ImageTextPretrainer(backbone={}, head={}, text_encoder={})
-
-
 def test_loss_hands_forward_train_the_stacked_caption_tokens():
     """``loss`` = ``forward_train(images, tokens (B, L))``, the first view if several."""
     from mmpretrain.structures import DataSample

@@ -21,6 +21,7 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmpretrain.registry import OPTIM_WRAPPERS
 
+from ..models.utils.grad_cache import active_optim_wrapper
 from ..utils.cpu import cpu_has_native_bf16
 from ..utils.torch_compat import total_grad_norm
 from .resume import ResumeParticipant
@@ -91,7 +92,10 @@ class NonFiniteStepGuard(ResumeParticipant):
                 id(p): name
                 for name, p in model.named_parameters()
             }
-        with super().optim_context(model):  # type: ignore[misc]
+        # grad_cache back-propagates its earlier micro-batches inside the
+        # forward, through this wrapper's loss scale and accumulation (also
+        # under DDP, where the model's own train_step is not called)
+        with active_optim_wrapper(self), super().optim_context(model):  # type: ignore[misc]
             yield
 
     def update_params(self,

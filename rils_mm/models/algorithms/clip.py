@@ -1,5 +1,5 @@
 """CLIP: image-text contrastive learning only (Fig. 2 of the RILS paper)."""
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 from mmpretrain.registry import MODELS
@@ -43,6 +43,7 @@ class CLIP(ImageTextPretrainer):
                  text_encoder: dict,
                  neck: Optional[dict] = None,
                  freeze_backbone: bool = False,
+                 grad_cache: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -51,8 +52,8 @@ class CLIP(ImageTextPretrainer):
                 'CLIP has no vision decoder: set `neck=None` in the model config '
                 f'(got neck={neck!r})')
         super().__init__(backbone=backbone, head=head, text_encoder=text_encoder,
-                         pretrained=pretrained, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         grad_cache=grad_cache, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)
@@ -65,13 +66,11 @@ class CLIP(ImageTextPretrainer):
             self.backbone.eval()
         return self
 
-    def forward_train(self, images: torch.Tensor,
-                      text_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Eqs. 1, 2, 4-6 for images (B, 3, H, W) and token ids (B, L)."""
-        if self.freeze_backbone:
-            with torch.no_grad():
-                f = self.backbone.forward_intact(images)[:, 1:]
-        else:
-            f = self.backbone.forward_intact(images)[:, 1:]  # (B, N, C), Eq. 1
-        h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
-        return self.head.loss(f, h)
+    def embed(self, batch):
+        """``z^I``, ``z^T`` (Eqs. 1, 2, 4); a locked backbone runs without gradient."""
+        if not self.freeze_backbone:
+            return super().embed(batch)
+        with torch.no_grad():
+            f = self.backbone.forward_intact(batch['images'])[:, 1:]
+        h = self.text_encoder(batch['text_tokens'])
+        return dict(z_image=self.head.embed_image(f), z_text=self.head.embed_text(h)), dict(f=f)

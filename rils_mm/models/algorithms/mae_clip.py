@@ -43,12 +43,13 @@ class MAECLIP(ImageTextPretrainer):
                  pixel_head: dict,
                  text_encoder: dict,
                  pixel_loss_weight: float = 1.0,
+                 grad_cache: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head, text_encoder=text_encoder,
-                         pretrained=pretrained, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         grad_cache=grad_cache, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.pixel_head = MODELS.build(pixel_head)
         self.pixel_loss_weight = pixel_loss_weight
 
@@ -59,11 +60,17 @@ class MAECLIP(ImageTextPretrainer):
             mask_noise: Optional[torch.Tensor] = None
     ) -> Dict[str, torch.Tensor]:
         """``L_contra`` (intact view) and ``w_pix * L_pix`` (masked view)."""
-        f = self.backbone.forward_intact(images)[:, 1:]  # (B, N, C), Eq. 1
-        latent, mask, ids_restore = self.backbone(images, mask=True, noise=mask_noise)
+        if mask_noise is None:  # drawn for all B first: K does not move the masks
+            mask_noise = torch.rand(images.shape[0], self.backbone.num_patches,
+                                    device=images.device)
+        return self.train_losses(
+            dict(images=images, text_tokens=text_tokens, mask_noise=mask_noise))
+
+    def micro_batch_losses(self, batch, aux, context, virtual_ranks: int = 1):
+        """``w_pix * L_pix`` of these images (its mean over their masked
+        patches; one per virtual rank, averaged)."""
+        images = batch['images']
+        latent, mask, ids_restore = self.backbone(images, mask=True, noise=batch['mask_noise'])
         pred = self.neck(latent, ids_restore)  # (B, N, p * p * 3) pixels
-        h = self.text_encoder(text_tokens)  # (B, C_t), Eq. 2
-        losses = self.head.loss(f, h)
-        losses['loss_pixel'] = self.pixel_loss_weight * self.pixel_head.loss(
-            pred, images, mask)
-        return losses
+        loss = self.pixel_loss_weight * self.pixel_head.loss(pred, images, mask)
+        return dict(loss_pixel=loss / virtual_ranks if virtual_ranks > 1 else loss)

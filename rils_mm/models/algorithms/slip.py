@@ -44,6 +44,7 @@ class SLIP(ImageTextPretrainer):
                  ssl_neck: dict,
                  ssl_loss: dict = dict(type='SimCLRLoss', temperature=0.1, loss_weight=1.0),
                  neck: Optional[dict] = None,
+                 grad_cache: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -51,8 +52,8 @@ class SLIP(ImageTextPretrainer):
             raise ValueError('SLIP has no vision decoder: set `neck=None` (its MLP is '
                              f'`ssl_neck`), got neck={neck!r}')
         super().__init__(backbone=backbone, head=head, text_encoder=text_encoder,
-                         pretrained=pretrained, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         grad_cache=grad_cache, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.ssl_neck = MODELS.build(ssl_neck)
         self.ssl_loss = MODELS.build(ssl_loss)
 
@@ -69,15 +70,32 @@ class SLIP(ImageTextPretrainer):
                 f'train pipeline and SelfSupDataPreprocessor; got {got}')
         return self.forward_train(*inputs, self.text_tokens(data_samples))
 
+
     def forward_train(self, images: torch.Tensor, aug1: torch.Tensor, aug2: torch.Tensor,
                       text_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``L_contra`` on (images, captions) and ``s * L_ssl`` on (aug1, aug2)."""
-        f = self.backbone.forward_intact(images)[:, 1:]  # (B, N, C), Eq. 1
-        h = self.text_encoder(text_tokens)  # Eq. 2
-        losses = self.head.loss(f, h)
-        pooled = self.backbone.forward_intact(torch.cat([aug1, aug2]))[:, 1:].mean(1)
-        p1, p2 = pooled.chunk(2)
-        # the MLP sees each view alone, so its BatchNorm statistics are per view (SLIP)
-        e1, e2 = self.ssl_neck([p1])[0], self.ssl_neck([p2])[0]
+        return self.train_losses(
+            dict(images=images, aug1=aug1, aug2=aug2, text_tokens=text_tokens))
+
+    def embed(self, batch):
+        """``z^I``, ``z^T`` (Eq. 4) and the mean-pooled patch tokens of the two
+        augmented views (what the SSL MLP sees)."""
+        embeds, aux = super().embed(batch)
+        views = torch.cat([batch['aug1'], batch['aug2']])
+        pooled = self.backbone.forward_intact(views)[:, 1:].mean(1)
+        embeds['pooled_1'], embeds['pooled_2'] = pooled.chunk(2)
+        return embeds, aux
+
+    def batch_losses(self, embeds, virtual_ranks: int = 1):
+        """``lambda_1 L_contra`` and ``s * L_ssl`` over the global batch.
+
+        The MLP sees each view of each virtual rank alone, so its BatchNorm
+        statistics are per view and per rank (SLIP); with SyncBN they are
+        synchronised over the real ranks' micro-batches of the same index.
+        """
+        losses, context = super().batch_losses(embeds, virtual_ranks=virtual_ranks)
+        e1, e2 = (torch.cat([self.ssl_neck([p])[0]
+                             for p in embeds[name].chunk(virtual_ranks)])
+                  for name in ('pooled_1', 'pooled_2'))
         losses['loss_ssl'] = self.ssl_loss(e1, e2)
-        return losses
+        return losses, context

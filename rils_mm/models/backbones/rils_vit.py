@@ -181,6 +181,11 @@ class RILSViT(MAEViT):
                                 prefix=pretrained.get('prefix', 'backbone.'),
                                 map_location=pretrained.get('map_location', 'cpu'))
 
+    @property
+    def num_masked(self) -> int:
+        """|M|: the patches :meth:`random_masking` masks in every image."""
+        return self.num_patches - int(self.num_patches * (1 - self.mask_ratio))
+
     def random_masking(
         self,
         x: torch.Tensor,

@@ -75,9 +75,17 @@ class ImageTextContrastiveHead(BaseModule):
         return F.normalize(self.text_projection(text_feats), dim=-1)
 
     def contrastive(
-        self, z_image: torch.Tensor, z_text: torch.Tensor
+        self, z_image: torch.Tensor, z_text: torch.Tensor, virtual_ranks: int = 1
     ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """Eqs. 5-6 on embedded inputs; gathers the global batch once.
+
+        Args:
+            z_image, z_text (Tensor): (B, D) this rank's embeddings (Eq. 4).
+            virtual_ranks (int): this rank's batch is that many ranks' batches
+                (``grad_cache``'s micro-batches). Without ``gather_with_grad``
+                the gathered batch is then a constant even on one process, as
+                on that many real ranks; the rank's local-rows loss is already
+                the mean of its virtual ranks' losses.
 
         Returns:
             tuple: the losses dict (``loss_contrastive`` and the logged
@@ -88,6 +96,8 @@ class ImageTextContrastiveHead(BaseModule):
         """
         all_image = self.contrastive_loss.gather(z_image)
         all_text = self.contrastive_loss.gather(z_text)
+        if virtual_ranks > 1 and not self.contrastive_loss.gather_with_grad:
+            all_image, all_text = all_image.detach(), all_text.detach()
         logit_scale = self.get_logit_scale()
         losses = dict(
             loss_contrastive=self.contrastive_loss(

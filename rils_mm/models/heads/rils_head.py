@@ -85,9 +85,15 @@ class RILSHead(ImageTextContrastiveHead):
             ``aligned_ratio``), the prototypes (T, D) and ``aligned`` (B,)
             bool, this rank's images in ``C``.
         """
-        z_image = self.embed_image(patch_tokens)
-        z_text = self.embed_text(text_feats)
-        losses, all_text = self.contrastive(z_image, z_text)
+        return self.contrastive_and_aligned_embedded(
+            self.embed_image(patch_tokens), self.embed_text(text_feats))
+
+    def contrastive_and_aligned_embedded(
+        self, z_image: torch.Tensor, z_text: torch.Tensor, virtual_ranks: int = 1
+    ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """:meth:`contrastive_and_aligned` from the embeddings ``z^I``, ``z^T``
+        (B, D) of Eq. 4 (``virtual_ranks``: see :meth:`contrastive`)."""
+        losses, all_text = self.contrastive(z_image, z_text, virtual_ranks=virtual_ranks)
         if not self.text_grad_in_recon:
             all_text = all_text.detach()
         elif get_world_size() > 1 and not self.contrastive_loss.gather_with_grad:
@@ -105,9 +111,10 @@ class RILSHead(ImageTextContrastiveHead):
 
     def recon(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
               prototypes: torch.Tensor, mask: torch.Tensor,
-              aligned: torch.Tensor) -> Dict[str, torch.Tensor]:
+              aligned: torch.Tensor, avg_factor=None) -> Dict[str, torch.Tensor]:
         """``lambda_2 L_recon`` (Eqs. 7-9) of some images: their ``f`` and
-        ``g`` (B', N, C), masks ``M`` (B', N) and membership of ``C`` (B',).
+        ``g`` (B', N, C), masks ``M`` (B', N) and membership of ``C`` (B',);
+        ``avg_factor`` replaces the normaliser the loss would compute.
 
         Returns:
             dict: ``loss_recon`` and the logged ``recon_ce`` (see :meth:`loss`).
@@ -115,5 +122,5 @@ class RILSHead(ImageTextContrastiveHead):
         loss_recon, recon_ce = self.recon_loss(
             self.image_projection(pred_tokens),
             self.image_projection(patch_tokens),
-            prototypes, mask, aligned, return_cross_entropy=True)
+            prototypes, mask, aligned, avg_factor=avg_factor, return_cross_entropy=True)
         return dict(loss_recon=loss_recon, recon_ce=recon_ce)

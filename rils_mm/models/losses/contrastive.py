@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from ..utils import gather_features, local_offset, mean_value_local_grad
+from ..utils import at_least_fp32, gather_features, local_offset, mean_value_local_grad
 
 
 @MODELS.register_module()
@@ -14,7 +14,8 @@ class ImageTextContrastiveLoss(nn.Module):
     """Symmetric InfoNCE ``L_contra = (L_I2T + L_T2I) / 2`` (RILS Eqs. 5-6).
 
     Logits are ``<z^I_i, z^T_j> / sigma``; inputs are L2-normalised here
-    (Eq. 4's ``||.||``) and the logits are computed in fp32 with autocast off.
+    (Eq. 4's ``||.||``) and the logits are computed in fp32 (float64 stays float64)
+    with autocast off.
 
     How the batch is spread over ranks is set by two explicit flags, named as
     in open_clip's ``ClipLoss``:
@@ -94,11 +95,11 @@ class ImageTextContrastiveLoss(nn.Module):
         if all_text_embed is None:
             all_text_embed = self.gather(text_embed)
         with torch.autocast(image_embed.device.type, enabled=False):
-            all_image = F.normalize(all_image_embed.float(), dim=-1)
-            all_text = F.normalize(all_text_embed.float(), dim=-1)
+            all_image = F.normalize(at_least_fp32(all_image_embed), dim=-1)
+            all_text = F.normalize(at_least_fp32(all_text_embed), dim=-1)
             if self.local_loss:
-                image = F.normalize(image_embed.float(), dim=-1)
-                text = F.normalize(text_embed.float(), dim=-1)
+                image = F.normalize(at_least_fp32(image_embed), dim=-1)
+                text = F.normalize(at_least_fp32(text_embed), dim=-1)
                 logits_per_image = logit_scale * image @ all_text.t()  # (B, B_g)
                 logits_per_text = logit_scale * text @ all_image.t()  # (B, B_g)
                 labels = local_offset(image.shape[0]) + torch.arange(

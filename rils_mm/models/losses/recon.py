@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from ..utils import all_reduce_sum, get_world_size, local_offset
+from ..utils import all_reduce_sum, at_least_fp32, get_world_size, local_offset
 
 
 class PrototypeKLDivergence(torch.autograd.Function):
@@ -95,7 +95,7 @@ class LanguageSpaceReconLoss(nn.Module):
     is that of the cross-entropy ``-sum_l p_l log q_l`` (they differ by the
     constant entropy H(p)), which :meth:`forward` can also return for logging.
 
-    Inputs are L2-normalised here; logits are computed in fp32 with autocast
+    Inputs are L2-normalised here; logits are computed in fp32 (float64 stays float64) with autocast
     off, only for the selected (aligned, masked) patches, by
     :class:`PrototypeKLDivergence`, which holds one chunk of ``chunk_size`` x
     ``T`` logits at a time in the forward and in the backward pass.
@@ -181,9 +181,9 @@ class LanguageSpaceReconLoss(nn.Module):
                               get_world_size()).item()
         avg_factor = avg_factor or 1.0  # nothing selected anywhere: the sums are 0
         with torch.autocast(pred.device.type, enabled=False):
-            pred_sel = F.normalize(pred[select].float(), dim=-1)  # (K, D) g~
-            target_sel = F.normalize(target[select].detach().float(), dim=-1)  # f~
-            text = F.normalize(text.float(), dim=-1)  # z^T
+            pred_sel = F.normalize(at_least_fp32(pred[select]), dim=-1)  # (K, D) g~
+            target_sel = F.normalize(at_least_fp32(target[select].detach()), dim=-1)  # f~
+            text = F.normalize(at_least_fp32(text), dim=-1)  # z^T
             kl, ce = PrototypeKLDivergence.apply(pred_sel, target_sel, text,
                                                  self.target_temperature,
                                                  self.pred_temperature, self.chunk_size)
@@ -214,7 +214,7 @@ def aligned_image_mask(image_embed: torch.Tensor,
         Tensor: (B,) bool.
     """
     with torch.no_grad(), torch.autocast(image_embed.device.type, enabled=False):
-        sim = image_embed.float() @ all_text_embed.float().t()
+        sim = at_least_fp32(image_embed) @ at_least_fp32(all_text_embed).t()
         own = local_offset(image_embed.shape[0]) + torch.arange(
             image_embed.shape[0], device=image_embed.device)
         return sim.argmax(dim=1) == own

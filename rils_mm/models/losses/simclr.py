@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from ..utils import gather_features, local_offset
+from ..utils import at_least_fp32, gather_features, local_offset
 
 
 @MODELS.register_module()
@@ -34,8 +34,8 @@ class SimCLRLoss(nn.Module):
 
     def forward(self, embed_a: torch.Tensor, embed_b: torch.Tensor) -> torch.Tensor:
         """``loss_weight * L_ssl`` from the (B, D) embeddings of the two views."""
-        q_a = F.normalize(embed_a.float(), dim=-1)
-        q_b = F.normalize(embed_b.float(), dim=-1)
+        q_a = F.normalize(at_least_fp32(embed_a), dim=-1)
+        q_b = F.normalize(at_least_fp32(embed_b), dim=-1)
         k_a, k_b = gather_features(q_a), gather_features(q_b)
         labels = local_offset(q_a.shape[0]) + torch.arange(
             q_a.shape[0], device=q_a.device)

@@ -79,3 +79,9 @@ def mean_value_local_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     value = all_reduce_sum(x) / world_size
     return x + (value - x.detach())
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 if it is in a 16-bit float type, else unchanged (float64
+    stays float64, e.g. for exactness tests): the dtype the losses compute in."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
