@@ -14,6 +14,7 @@ import pytest
 from mmengine.dataset import pseudo_collate
 from mmengine.logging import MessageHub
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.datasets.webdataset import WebImageTextDataset
@@ -245,7 +246,8 @@ def test_skips_reach_data_skip_counter_hook(shards, server):
 
 
 # ----------------------------------------------------------------- exact resume
-def test_mid_epoch_resume_over_http_is_the_local_position(shards, server):
+@pytest.mark.parametrize('num_workers', [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_mid_epoch_resume_over_http_is_the_local_position(shards, server, num_workers):
     get_clip_tokenizer()
 
     def batches(urls, skip=None, **kw):
@@ -254,8 +256,8 @@ def test_mid_epoch_resume_over_http_is_the_local_position(shards, server):
         ds.set_epoch(2)
         if skip:
             ds.skip_batches(skip, 4, epoch=2)
-        out = comparable(list(ds))
-        return [out[i:i + 4] for i in range(0, len(out), 4)]
+        return list(DataLoader(ds, batch_size=4, num_workers=num_workers,
+                               collate_fn=comparable))
 
     full = batches(shards[0])
     assert len(full) == N_SHARDS * PER_SHARD // 4
