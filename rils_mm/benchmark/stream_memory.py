@@ -41,22 +41,24 @@ def process_memory(pid: int) -> Optional[Dict[str, int]]:
             return None
         return dict(rss=int(info.rss), pss=int(getattr(info, 'pss', info.rss)))
     out = {}
-    for path, key, name in ((f'/proc/{pid}/status', 'VmRSS:', 'rss'),
+    for path, key, name in ((f'/proc/{pid}/status', 'State:', 'state'),
+                            (f'/proc/{pid}/status', 'VmRSS:', 'rss'),
                             (f'/proc/{pid}/smaps_rollup', 'Pss:', 'pss')):
         try:
             with open(path) as f:
                 for line in f:
                     if line.startswith(key):
-                        out[name] = int(line.split()[1]) * 1024
+                        value = line.split()[1]
+                        out[name] = value if name == 'state' else int(value) * 1024
                         break
         except OSError:
             pass
     if 'rss' not in out:
-        if osp.isdir(f'/proc/{pid}'):
-            raise RuntimeError(f'no VmRSS in /proc/{pid}/status (install psutil)')
-        return None  # exited (a worker at the end of its share)
+        if out.get('state', 'Z') in ('Z', 'X'):
+            return None  # exited (a worker at the end of its share), or a zombie
+        raise RuntimeError(f'no VmRSS in /proc/{pid}/status (install psutil)')
     out.setdefault('pss', out['rss'])
-    return out
+    return dict(rss=out['rss'], pss=out['pss'])
 
 
 def write_jpeg_shards(folder: str, num_shards: int, per_shard: int,
