@@ -14,19 +14,19 @@ When a shard's retries are spent, :class:`ShardFetchError` is raised; its messag
 starts with the fault's kind (the skip kind, see
 :func:`~rils_mm.datasets.utils.skip_kind`):
 
-=====================  ==========================================================
-kind                   fault
-=====================  ==========================================================
-``connection refused`` nothing listens at the host / port (curl exit 7)
-``connect timeout``    no connection within ``connect_timeout``
-``connection reset``   the server reset or closed the connection before the end
-                       of the shard (curl exit 18, 52, 56)
-``stalled transfer``   no byte for ``read_timeout`` seconds (curl exit 28)
-``http <status>``      an HTTP error status such as ``http 404``, ``http 503``
-                       (curl ``-f`` exit 22: ``http error``)
-``unknown host``       the host name does not resolve (curl exit 6)
-``connection error``   any other socket / protocol / ``pipe:`` failure
-=====================  ==========================================================
+========================  =======================================================
+kind                      fault
+========================  =======================================================
+``connection refused``    nothing listens at the host / port (curl exit 7)
+``connect timeout``       no connection within ``connect_timeout``
+``connection reset``      the server reset or closed the connection before the
+                          end of the shard (curl exit 18, 52, 56)
+``stalled transfer``      no byte for ``read_timeout`` seconds (curl exit 28)
+``http <status>``         an HTTP error status such as ``http 404``, ``http 503``
+                          (curl ``-f`` exit 22: ``http error``)
+``unknown host``          the host name does not resolve (curl exit 6)
+``connection error``      any other socket / protocol / ``pipe:`` failure
+========================  =======================================================
 
 The reader (:func:`~rils_mm.datasets.webdataset.shards.read_shards`,
 :func:`~rils_mm.datasets.webdataset.samples.iter_shard_samples`) counts it as one
