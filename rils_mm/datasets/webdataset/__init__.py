@@ -6,8 +6,9 @@ A shard holds samples as consecutive members sharing a key: ``000123.jpg`` (or
 the ``webdataset`` library (``SimpleShardList`` / ``ResampledShards``, ``gopen``,
 ``shuffle``):
 
-1. :mod:`.urls` - expand the shard pattern, open a shard (the seam for remote
-   readers);
+1. :mod:`.urls` - expand the shard pattern, open a shard; :mod:`.remote` -
+   ``http(s)://`` and ``pipe:`` shards with timeouts and retries that continue
+   at the byte reached;
 2. :mod:`.shards` - the epoch's shard order, the split by rank and loader worker,
    the per-worker share and the resume position;
 3. :mod:`.samples` - group tar members into samples (truncated shards and

@@ -28,6 +28,7 @@ from rils_mm.utils.seeding import (
 
 from ..draft_decode import DecodeRandomResizedCrop
 from ..utils import DEFAULT_MAX_IMAGE_PIXELS
+from .remote import ShardOpener
 from .samples import (
     DecodeCaption,
     DecodeImage,
@@ -101,6 +102,14 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
         rank (int, optional): Override of the rank (tests). Defaults to
             ``get_dist_info()``.
         world_size (int, optional): Override of the world size (tests).
+        fetch (dict, optional): Retries and timeouts of ``http(s)://`` and
+            ``pipe:`` shards, the arguments of
+            :class:`~rils_mm.datasets.webdataset.remote.FetchPolicy`
+            (``max_retries``, ``backoff_base``, ``backoff_max``,
+            ``connect_timeout``, ``read_timeout``). A fault is retried from the
+            byte reached; a shard whose retries are spent is skipped (or the
+            rest of it) and counted by the fault's kind. Defaults to
+            ``FetchPolicy()``'s values.
     """
 
     def __init__(self,
@@ -119,9 +128,12 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
                  max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
                  max_caption_chars: int = 262144,
                  rank: Optional[int] = None,
-                 world_size: Optional[int] = None) -> None:
+                 world_size: Optional[int] = None,
+                 fetch: Optional[dict] = None) -> None:
         super().__init__()
         self.urls = expand_shard_urls(urls)
+        #: Opens a shard: remote ones with retries (:mod:`.remote`).
+        self.open_shard = ShardOpener(**(fetch or {}))
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f'num_samples must be a positive int, got '
                              f'{num_samples!r}')
@@ -219,7 +231,7 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
         """This worker's infinite stream of raw samples."""
         if self.resampled:
             return resampled_stream(self.urls, state, self._shuffled, self.seed, epoch,
-                                    rank, worker)
+                                    rank, worker, open_fn=self.open_shard)
         return self._epoch_stream(epoch, rank, world_size, worker, num_workers, state)
 
     def _epoch_stream(self, epoch, rank, world_size, worker, num_workers, state):
@@ -228,7 +240,7 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
             epoch_shard_order(self.urls, self.seed, epoch, self.shuffle_shards), rank,
             world_size, worker, num_workers)
         yield from epoch_stream(mine, state, self._shuffled, self.seed, epoch, rank,
-                                worker, self.shuffle_shards)
+                                worker, self.shuffle_shards, open_fn=self.open_shard)
 
     def _warn_if_set_epoch_missing(self) -> None:
         if self.shared_epoch.is_set or self._warned_no_set_epoch:

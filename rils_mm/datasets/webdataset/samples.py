@@ -33,6 +33,7 @@ from ..utils import (
     short_message,
     skip_kind,
 )
+from .remote import ShardFetchError
 
 __all__ = [
     'StreamState', 'SkipSample', 'iter_shard_samples', 'Pair', 'SelectMembers',
@@ -99,7 +100,10 @@ def iter_shard_samples(stream, url: str, state: StreamState) -> Iterator[dict]:
       the incomplete sample, which is counted, and ends there; samples that
       were after the cut are not in the file and cannot be counted (the epoch
       then runs short, and the repeats that fill it are counted instead);
-    * a file that is not a tar (``unreadable shard``) yields nothing.
+    * a file that is not a tar (``unreadable shard``) yields nothing;
+    * a remote shard that breaks for good (its retries spent,
+      :class:`~rils_mm.datasets.webdataset.remote.ShardFetchError`) ends like a
+      truncated one, counted by the fault's kind (``connection reset``, ...).
 
     Yields:
         dict: ``{'__key__', '__url__', ext: bytes, ...}`` per complete sample.
@@ -118,6 +122,9 @@ def iter_shard_samples(stream, url: str, state: StreamState) -> Iterator[dict]:
 
     try:
         tar = tarfile.open(fileobj=stream, mode='r|*')
+    except ShardFetchError as e:  # a remote shard that broke before its first member
+        state.shard_problem(f'{e}; the shard is skipped')
+        return
     except (tarfile.TarError, OSError, EOFError) as e:
         state.shard_problem(f'unreadable shard: {url} (not a tar file: {short_message(e)})')
         return
@@ -145,13 +152,17 @@ def iter_shard_samples(stream, url: str, state: StreamState) -> Iterator[dict]:
             tar.members = []  # streaming: do not keep every TarInfo
     except (tarfile.TarError, OSError, EOFError) as e:
         name = getattr(member, 'name', '?')
-        reason = (f'truncated shard: {url} (cut off at member {name}: {short_message(e)}; '
-                  'the rest of the shard is lost)')
+        # a remote shard whose retries are spent is counted by its fault's kind
+        if isinstance(e, ShardFetchError):
+            kind, why = e.kind, str(e).partition(': ')[2]
+        else:
+            kind, why = 'truncated shard', short_message(e)
+        reason = f'{kind}: {url} (cut off at member {name}: {why}; the rest of the shard is lost)'
         if current is not None and not bad:
             # The incomplete sample is the one lost sample that can be counted.
             print_log(f'WebImageTextDataset: {reason}', logger='current',
                       level=logging.WARNING)
-            bad = f'truncated shard: {url}#{current["__key__"]} (incomplete sample)'
+            bad = f'{kind}: {url}#{current["__key__"]} (incomplete sample)'
         else:
             state.shard_problem(reason)
     done = finish()

@@ -14,6 +14,7 @@ import webdataset as wds
 from rils_mm.utils.seeding import int_seed
 
 from ..utils import short_message
+from .remote import ShardFetchError
 from .samples import StreamState, iter_shard_samples
 from .urls import open_shard
 
@@ -118,13 +119,16 @@ def read_shards(urls: Iterable[str],
     (webdataset's grouping runs across shard boundaries and would merge the
     samples of a shard read twice in a row) by :func:`iter_shard_samples`, which
     counts truncated shards and duplicate keys. A shard ``open_fn`` cannot open
-    is counted as unreadable. More than ``empty_limit`` consecutive shards
+    is counted as unreadable (a remote one by its fault's kind, see
+    :mod:`~rils_mm.datasets.webdataset.remote`). More than ``empty_limit`` consecutive shards
     without any sample raise ``RuntimeError``.
     """
     for url in urls:
         count = 0
         try:
             stream = open_fn(url)
+        except ShardFetchError as exn:  # a remote shard that never opened
+            state.shard_problem(f'{exn}; the shard is skipped')
         except Exception as exn:  # noqa: BLE001
             state.shard_problem(f'unreadable shard: {url} ({type(exn).__name__}: '
                                 f'{short_message(exn)})')
@@ -150,7 +154,8 @@ Shuffle = Callable[..., Iterator[dict]]
 
 
 def epoch_stream(mine: Sequence[str], state: StreamState, shuffle: Shuffle, seed: int,
-                 epoch: int, rank: int, worker: int, shuffle_shards: bool) -> Iterator[dict]:
+                 epoch: int, rank: int, worker: int, shuffle_shards: bool,
+                 open_fn: Callable = open_shard) -> Iterator[dict]:
     """Infinite raw-sample stream of a worker's shards ``mine`` (epoch mode).
 
     Pass 0 reads them in the epoch's order, later passes re-permute them and mark
@@ -164,7 +169,8 @@ def epoch_stream(mine: Sequence[str], state: StreamState, shuffle: Shuffle, seed
         if pass_idx > 0 and shuffle_shards:
             rng.shuffle(order)
         raw_before = state.raw
-        for sample in shuffle(read_shards(order, state), epoch, rank, worker, pass_idx):
+        raw = read_shards(order, state, open_fn=open_fn)
+        for sample in shuffle(raw, epoch, rank, worker, pass_idx):
             if pass_idx > 0:
                 sample['__repeat__'] = True
             yield sample
@@ -178,11 +184,13 @@ def epoch_stream(mine: Sequence[str], state: StreamState, shuffle: Shuffle, seed
 
 
 def resampled_stream(urls: Sequence[str], state: StreamState, shuffle: Shuffle, seed: int,
-                     epoch: int, rank: int, worker: int) -> Iterator[dict]:
+                     epoch: int, rank: int, worker: int,
+                     open_fn: Callable = open_shard) -> Iterator[dict]:
     """Infinite raw-sample stream of shards drawn with replacement."""
     shard_seed = int_seed('resampled', seed, epoch, rank, worker)
     shards = wds.ResampledShards(list(urls), worker_seed=lambda: shard_seed,
                                  deterministic=True)
     drawn = (shard['url'] for shard in shards)
     limit = max(20, 2 * len(urls))
-    return shuffle(read_shards(drawn, state, empty_limit=limit), epoch, rank, worker)
+    raw = read_shards(drawn, state, empty_limit=limit, open_fn=open_fn)
+    return shuffle(raw, epoch, rank, worker)

@@ -4,10 +4,11 @@
 :func:`open_shard` opens one for reading. Opening is the seam where remote shards
 plug in: it is the only place that knows how a URL becomes a byte stream (local
 paths and ``file:`` URLs, and everything ``webdataset.gopen`` understands, such as
-``pipe:curl ...``); an HTTP reader with retries and timeouts replaces this
-function (the readers take it as ``open_fn``) and keeps the contract: return a
-readable binary stream with ``close()``, or raise (the shard is then counted as
-unreadable and skipped).
+``pipe:curl ...``). :class:`~rils_mm.datasets.webdataset.remote.ShardOpener`,
+which reads ``http(s)://`` and ``pipe:`` shards with timeouts and retries, takes
+its place in :class:`~rils_mm.datasets.webdataset.WebImageTextDataset` (the
+readers take it as ``open_fn``) and keeps the contract: return a readable binary
+stream with ``close()``, or raise (the shard is then counted and skipped).
 """
 import logging
 import os.path as osp
