@@ -106,6 +106,30 @@ def test_in_process_stop_points_and_exact_resume(tmp_path):
             assert torch.equal(v, ref_weights[k]), (sub, k)
 
 
+@pytest.mark.slow  # a Runner
+def test_off_without_an_atomic_checkpoint_hook(tmp_path):
+    class Seen(Hook):
+        handlers = []
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            self.handlers.append(signal.getsignal(signal.SIGUSR1))
+
+    seen = Seen()
+    runner = Runner(
+        model=ToyModel(), work_dir=str(tmp_path), experiment_name='pre_off',
+        train_dataloader=dict(dataset=ToyData(4), sampler=dict(type='DefaultSampler'),
+                              collate_fn=dict(type='default_collate'), batch_size=2),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
+                           preemption=dict(type='PreemptionHook')),
+        custom_hooks=[seen], default_scope='mmpretrain')
+    before = signal.getsignal(signal.SIGUSR1)
+    runner.train()  # a config that replaced the checkpoint hook still trains
+    assert seen.handlers == [before, before]  # no handler while training
+    assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
 def test_options_are_checked():
     with pytest.raises(ValueError, match="unknown signal 'SIGNOPE'"):
         PreemptionHook(signals=['SIGUSR1', 'SIGNOPE'])

@@ -3,7 +3,7 @@ import os
 import os.path as osp
 import signal
 import threading
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import all_reduce, barrier, get_dist_info, is_main_process
@@ -58,6 +58,9 @@ class PreemptionHook(Hook):
        writes :data:`PREEMPTED_MARKER` in the work dir, and every rank raises
        :class:`Preempted` with ``exit_code`` (:data:`REQUEUE_EXIT_CODE`, 75).
 
+    Without an :class:`~rils_mm.engine.hooks.AtomicCheckpointHook` (a config that
+    replaced or removed ``default_hooks.checkpoint``) the hook is off, with a warning.
+
     A signal during the write only adds to the record (reported after it): the write
     goes on to the end. If the write fails (a full disk, see ``on_write_error`` of
     the checkpoint hook) the run still exits with ``exit_code``: the previous
@@ -109,6 +112,13 @@ class PreemptionHook(Hook):
         """Install the handlers; remove the marker of an earlier preemption."""
         self.received, self._stop_after_epoch = [], False
         ckpt = self._checkpoint_hook(runner)
+        if ckpt is None:
+            runner.logger.warning(
+                'PreemptionHook is off: it writes its checkpoint through an '
+                "AtomicCheckpointHook (default_hooks.checkpoint=dict(type="
+                "'AtomicCheckpointHook', ...), as configs/_base_/default_runtime.py has), "
+                'and this run has none. Signals keep their default action.')
+            return
         if is_main_process():
             marker = osp.join(runner.work_dir, PREEMPTED_MARKER)
             if osp.isfile(marker):
@@ -131,14 +141,8 @@ class PreemptionHook(Hook):
         self._previous = {}
 
     @staticmethod
-    def _checkpoint_hook(runner) -> AtomicCheckpointHook:
-        for hook in runner.hooks:
-            if isinstance(hook, AtomicCheckpointHook):
-                return hook
-        raise RuntimeError(
-            'PreemptionHook needs an AtomicCheckpointHook to write its checkpoint: set '
-            "default_hooks.checkpoint=dict(type='AtomicCheckpointHook', ...) (as "
-            'configs/_base_/default_runtime.py does).')
+    def _checkpoint_hook(runner) -> Optional[AtomicCheckpointHook]:
+        return next((h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)), None)
 
     def _agreed(self) -> bool:
         """Whether any rank got a signal (all ranks call it at the same points)."""
@@ -149,8 +153,8 @@ class PreemptionHook(Hook):
     # ---------------------------------------------------------- the stopping
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         """Stop after this iteration if any rank got a signal."""
-        if self._stop_after_epoch:
-            return
+        if self._stop_after_epoch or not self._previous:
+            return  # stopping already, or off (no handlers installed on any rank)
         loop = runner.train_loop
         by_epoch = hasattr(loop, 'max_epochs')
         end_of_epoch = by_epoch and self.end_of_epoch(loop.dataloader, batch_idx)
