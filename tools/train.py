@@ -97,12 +97,18 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 def main():
     args = parse_args()
+    from rils_mm.engine.hooks.preemption_hook import Preempted
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    status = 0
+    try:
+        runner.train()
+    except Preempted as stop:  # checkpoint written on a signal: "requeue me" (75)
+        status = stop.code
     del runner  # free DDP and its pending gloo work while the interpreter is whole
     shutdown_distributed()
+    sys.exit(status)
 
 
 def shutdown_distributed() -> None:

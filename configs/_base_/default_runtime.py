@@ -10,6 +10,9 @@ default_hooks = dict(
     checkpoint=dict(type='AtomicCheckpointHook', interval=1, interval_iters=2000,
                     max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # On SIGUSR1 / SIGTERM (SLURM's warning before a time limit or preemption): finish the
+    # iteration, write iter_N.pth on every rank's behalf, exit 75 ("requeue me").
+    preemption=dict(type='PreemptionHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
 # Model-agnostic hooks: each acts only where the model / data set has what it serves.

@@ -51,9 +51,10 @@ their ``state_dict`` / ``load_state_dict``).
 
 A new part plugs in by implementing one of these: e.g. a remote shard reader is a
 :class:`ResumableStream` (or, if its cursor cannot be derived from the position, a
-:class:`RankStateHook` saving the cursor per rank); a preemption handler that saves
-on a signal calls :func:`gather_rank_states` on every rank, then the checkpoint
-hook's save, like :class:`~rils_mm.engine.hooks.AtomicCheckpointHook` does.
+:class:`RankStateHook` saving the cursor per rank). A save outside the regular
+intervals goes through the checkpoint hook, which calls :func:`gather_rank_states` on
+every rank first: :class:`~rils_mm.engine.hooks.PreemptionHook` saves on a signal
+with :meth:`~rils_mm.engine.hooks.AtomicCheckpointHook.save_after_iter`.
 """
 import abc
 from dataclasses import dataclass
