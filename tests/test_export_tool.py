@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
@@ -49,6 +50,13 @@ def test_export_tool_writes_every_target(tmp_path):
     assert header['dtype'] == 'bf16' and header['layout'] == 'timm'
     assert header['source_sha256'] == sha256_file(src) == meta['source_sha256']
     assert header['config'] == 'tiny_rils' and header['method'] == 'RILS'
+    import timm  # timm's own loader reads the file strictly
+    vit = timm.create_model('vit_tiny_patch16_224', pretrained=True, num_classes=0,
+                            global_pool='avg', fc_norm=False, img_size=32, patch_size=8,
+                            embed_dim=64, depth=2, num_heads=4, mlp_ratio=2,
+                            pretrained_cfg_overlay=dict(file=dst))
+    for k, v in vit.state_dict().items():
+        torch.testing.assert_close(v, written[k].float(), atol=0, rtol=0)
 
     dst = str(tmp_path / 'bb.safetensors')
     tool.main(['backbone', cfg, src, dst])
@@ -69,7 +77,52 @@ def test_export_tool_writes_every_target(tmp_path):
 
 
 def test_export_tool_refuses_a_folder_for_a_file_target(tmp_path):
-    import pytest
     cfg, src, _ = _checkpoint(tmp_path)
     with pytest.raises(ValueError, match=r'timm writes one file.*\.safetensors'):
         _tool().main(['timm', cfg, src, str(tmp_path / 'out_dir')])
+
+
+OPEN_CLIP_CHILD = r'''
+import sys, torch, torch.nn.functional as F, open_clip
+folder, data = sys.argv[1:]
+d = torch.load(data)
+model = open_clip.create_model('local-dir:' + folder).eval()
+with torch.no_grad():
+    zi = F.normalize(model.encode_image(d['images']), dim=-1)
+    zt = F.normalize(model.encode_text(d['tokens']), dim=-1)
+torch.save(dict(zi=zi, zt=zt), data + '.out')
+assert not any(m.startswith('rils_mm') for m in sys.modules), 'rils_mm was imported'
+'''
+
+
+@pytest.mark.slow
+def test_open_clip_export_loads_without_rils_mm(tmp_path):
+    import subprocess
+    import sys
+
+    from rils_mm.testing import fake_batch
+    from rils_mm.utils.export import write_open_clip_dir
+    for act, exact in (('GELU', True), ('QuickGELU', False)):
+        cfg = tiny_rils_cfg(img_size=32, context_length=16)
+        cfg['text_encoder']['act_layer'] = act
+        torch.manual_seed(0)
+        model = MODELS.build(cfg).eval()
+        folder = str(tmp_path / act)
+        config = write_open_clip_dir(model.state_dict(), model, folder)
+        assert config['rils_mm']['exact'] is exact
+        assert config['model_cfg']['quick_gelu'] is (act == 'QuickGELU')
+        if not exact:
+            assert 'quick_gelu flag' in config['rils_mm']['note']
+            continue
+        images, tokens, _ = fake_batch(3, img_size=32, context_length=16)
+        data = str(tmp_path / 'batch.pt')
+        torch.save(dict(images=images, tokens=tokens), data)
+        subprocess.run([sys.executable, '-c', OPEN_CLIP_CHILD, folder, data], check=True,
+                       cwd=str(tmp_path), env={k: v for k, v in __import__('os').environ.items()
+                                               if k != 'PYTHONPATH'})
+        out = torch.load(data + '.out')
+        with torch.no_grad():
+            torch.testing.assert_close(out['zi'], model.encode_image(images), atol=1e-5,
+                                       rtol=1e-5)
+            torch.testing.assert_close(out['zt'], model.encode_text(tokens), atol=1e-5,
+                                       rtol=1e-5)
