@@ -40,12 +40,19 @@ from mmpretrain.registry import DATASETS
 from torch.utils.data import get_worker_info
 
 from ..utils.seeding import EpochSeeded, SharedEpoch, int_seed, seeded_generators
+from .metadata import (
+    IMG2DATASET_SUCCESS,
+    img2dataset_image_path,
+    is_parquet,
+    metadata_files,
+    parquet_columns,
+    read_metadata_rows,
+)
 from .utils import (
     DEFAULT_MAX_IMAGE_PIXELS,
     attach_skip_info,
     check_image_pixels,
     describe_failure,
-    read_annotation_rows,
     resolve_image_root,
 )
 
@@ -53,14 +60,23 @@ __all__ = ['ImageTextDataset']
 
 @DATASETS.register_module()
 class ImageTextDataset(EpochSeeded, BaseDataset):
-    """Image-caption pairs from a CSV / TSV / JSONL / JSON annotation file.
+    """Image-caption pairs from a CSV / TSV / JSONL / JSON / parquet annotation file.
 
     The format follows the file extension: ``.csv`` (comma separated, header
     row), ``.tsv`` (tab separated, header row, e.g. CC3M/img2dataset exports),
-    ``.jsonl`` (one object per line) or ``.json`` (a list of objects). Each row
-    needs an image path (``img_key``) and a caption (``caption_key``); relative
-    paths are joined to ``data_prefix`` / ``data_root`` / the annotation file's
-    folder (first non-empty).
+    ``.jsonl`` (one object per line), ``.json`` (a list of objects) or
+    ``.parquet`` (read by record batches, only the needed columns; see
+    :mod:`rils_mm.datasets.metadata`). Each row needs an image path
+    (``img_key``) and a caption (``caption_key``); relative paths are joined to
+    ``data_prefix`` / ``data_root`` / the annotation file's folder (first
+    non-empty).
+
+    img2dataset's outputs are read as they are: ``ann_file`` may be one of its
+    ``NNNNN.parquet`` tables or its output folder (all ``*.parquet`` in name
+    order). A parquet table without an ``img_key`` column but with img2dataset's
+    ``key`` column is its ``--output_format files`` layout: the image of a row
+    is ``NNNNN/<key>.<img_ext>``. Rows whose ``status_key`` column is not
+    ``'success'`` (failed downloads) are dropped and counted.
 
     Every data info is ``dict(img_path=..., text=...)``, so a typical pipeline is
     ``LoadImageFromFile -> RandomResizedCrop -> TokenizeText ->
@@ -97,6 +113,13 @@ class ImageTextDataset(EpochSeeded, BaseDataset):
         augment_seed (int, optional): Base seed of the per-sample augmentation
             randomness. Defaults to None: the seed given to :meth:`set_epoch`
             (the run's seed, ``runner.seed``).
+        status_key (str): Column with img2dataset's download status; rows whose
+            status is not ``'success'`` are dropped and counted like invalid rows
+            (kind: the status, e.g. ``failed_to_download``), but do not count
+            towards the "more than half invalid" refusal. Files without the
+            column are read as all successful. Defaults to 'status'.
+        img_ext (str): Image extension of img2dataset's ``files`` layout (its
+            ``--encode_format``). Defaults to 'jpg'.
         **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
             (``indices``, ``serialize_data``, ``lazy_init``, ``test_mode``...).
     """
@@ -112,12 +135,16 @@ class ImageTextDataset(EpochSeeded, BaseDataset):
                  max_image_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
                  max_caption_chars: int = 262144,
                  augment_seed: Optional[int] = None,
+                 status_key: str = 'status',
+                 img_ext: str = 'jpg',
                  **kwargs) -> None:
         if not isinstance(max_refetch, int) or max_refetch < 1:
             raise ValueError(f'max_refetch must be a positive int, got '
                              f'{max_refetch!r}')
         self.img_key = img_key
         self.caption_key = caption_key
+        self.status_key = status_key
+        self.img_ext = img_ext
         self.max_image_pixels = max_image_pixels
         self.max_caption_chars = max_caption_chars
         self.num_invalid_rows = 0
@@ -137,45 +164,26 @@ class ImageTextDataset(EpochSeeded, BaseDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        """Read and validate the annotation file.
+        """Read and validate the annotation file(s).
 
         Returns:
             list[dict]: ``dict(img_path=..., text=...)`` per valid row.
         """
-        rows, unparsable = read_annotation_rows(
-            self.ann_file, (self.img_key, self.caption_key))
-        root = resolve_image_root(self.ann_file, self.data_root,
-                                  self.img_prefix)
-        data_list = []
-        invalid = [(n, 'not UTF-8' if 'UTF-8' in why else 'invalid row', why)
-                   for n, why in unparsable]
-        for line_no, row in rows:
-            img = row.get(self.img_key)
-            caption = row.get(self.caption_key)
-            if not isinstance(img, str) or not img.strip():
-                invalid.append((line_no, 'missing image path', f'missing {self.img_key!r}'))
-                continue
-            if not isinstance(caption, str) or not caption.strip():
-                invalid.append((line_no, 'empty caption', f'empty or non-string '
-                                f'{self.caption_key!r} ({caption!r:.40})'))
-                continue
-            if len(caption) > self.max_caption_chars:
-                invalid.append((line_no, 'caption too long',
-                                f'{self.caption_key!r} has {len(caption)} characters, more '
-                                f'than max_caption_chars={self.max_caption_chars}'))
-                continue
-            img = img.strip()
-            img_path = img if osp.isabs(img) else osp.join(root, img)
-            data_list.append(dict(img_path=img_path, text=caption))
+        data_list: List[dict] = []
+        invalid: List[tuple] = []  # (file, line, kind, why): bad rows
+        undownloaded: List[tuple] = []  # the same, of rows whose status is not success
+        for table in metadata_files(self.ann_file):
+            self._load_table(table, data_list, invalid, undownloaded)
 
+        dropped = sorted(invalid + undownloaded)
         total = len(data_list) + len(invalid)
-        self.num_invalid_rows = len(invalid)
-        self.invalid_row_kinds = dict(Counter(kind for _, kind, _ in invalid))
-        invalid.sort()
+        self.num_invalid_rows = len(dropped)
+        self.invalid_row_kinds = dict(Counter(kind for _, _, kind, _ in dropped))
         self.invalid_row_examples = [
-            f'{self.ann_file}:{n}: {kind} ({why})' for n, kind, why in invalid[:5]]
+            f'{f}:{n}: {kind} ({why})' for f, n, kind, why in dropped[:5]]
         if invalid:
-            examples = '; '.join(f'line {n}: {why}' for n, _, why in invalid[:3])
+            examples = '; '.join(f'{osp.basename(f)} line {n}: {why}'
+                                 for f, n, _, why in sorted(invalid)[:3])
             if 2 * len(invalid) > total:
                 raise ValueError(
                     f'Annotation file {self.ann_file!r}: {len(invalid)} of '
@@ -187,9 +195,66 @@ class ImageTextDataset(EpochSeeded, BaseDataset):
                 f'rows (e.g. {examples})',
                 logger='current',
                 level=logging.WARNING)
+        if undownloaded:
+            kinds = ', '.join(f'{k} {n}' for k, n in
+                              Counter(k for _, _, k, _ in undownloaded).most_common())
+            print_log(
+                f'{self.ann_file}: skipped {len(undownloaded)} rows whose '
+                f'{self.status_key!r} is not {IMG2DATASET_SUCCESS!r} ({kinds})',
+                logger='current',
+                level=logging.WARNING)
         if not data_list:
-            raise ValueError(f'Annotation file {self.ann_file!r} has no rows')
+            raise ValueError(f'Annotation file {self.ann_file!r} has no rows'
+                             + (f' with {self.status_key}={IMG2DATASET_SUCCESS!r}'
+                                if undownloaded else ''))
         return data_list
+
+    def _load_table(self, table: str, data_list: List[dict], invalid: List[tuple],
+                    undownloaded: List[tuple]) -> None:
+        """Append the rows of one table; see :meth:`load_data_list`."""
+        # img2dataset's ``files`` layout: no path column, images at <table>/<key>.<ext>.
+        by_key = (is_parquet(table) and self.img_key not in parquet_columns(table)
+                  and 'key' in parquet_columns(table))
+        img_key = 'key' if by_key else self.img_key
+        rows, unparsable = read_metadata_rows(
+            table, (img_key, self.caption_key), (self.status_key, 'error_message'))
+        if by_key and not osp.isdir(osp.splitext(table)[0]):
+            shard = osp.splitext(table)[0]
+            hint = (f'; {shard}.tar exists: read the shards with WebImageTextDataset'
+                    if osp.isfile(shard + '.tar') else '')
+            raise FileNotFoundError(
+                f'{table!r} has no {self.img_key!r} column, and its images are not in '
+                f'img2dataset\'s files layout ({shard}/<key>.{self.img_ext}){hint}')
+        root = resolve_image_root(table, self.data_root, self.img_prefix)
+        invalid.extend((table, n, 'not UTF-8' if 'UTF-8' in why else 'invalid row', why)
+                       for n, why in unparsable)
+        for line_no, row in rows:
+            status = row.get(self.status_key, IMG2DATASET_SUCCESS)
+            if status is not None and status != IMG2DATASET_SUCCESS:
+                undownloaded.append((table, line_no, str(status),
+                                     str(row.get('error_message') or status)[:160]))
+                continue
+            img = row.get(img_key)
+            caption = row.get(self.caption_key)
+            if not isinstance(img, str) or not img.strip():
+                invalid.append((table, line_no, 'missing image path',
+                                f'missing {img_key!r}'))
+                continue
+            if not isinstance(caption, str) or not caption.strip():
+                invalid.append((table, line_no, 'empty caption', f'empty or non-string '
+                                f'{self.caption_key!r} ({caption!r:.40})'))
+                continue
+            if len(caption) > self.max_caption_chars:
+                invalid.append((table, line_no, 'caption too long',
+                                f'{self.caption_key!r} has {len(caption)} characters, more '
+                                f'than max_caption_chars={self.max_caption_chars}'))
+                continue
+            img = img.strip()
+            if by_key:
+                img_path = img2dataset_image_path(table, img, self.img_ext)
+            else:
+                img_path = img if osp.isabs(img) else osp.join(root, img)
+            data_list.append(dict(img_path=img_path, text=caption))
 
     def __getitem__(self, idx: int) -> dict:
         """Return sample ``idx``, or the next good one if it fails.

@@ -76,8 +76,10 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
             that transform decodes only what its crop needs; an image it
             cannot decode is skipped and counted like any other. Defaults to
             ().
-        num_samples (int): Declared number of samples per epoch, over all
-            ranks.
+        num_samples (int | str): Declared number of samples per epoch, over all
+            ranks, or ``'auto'``: the successful rows of the img2dataset
+            ``.parquet`` beside each local shard
+            (:func:`~rils_mm.datasets.metadata.shard_num_samples`).
         resampled (bool): Draw shards with replacement. Defaults to False.
         shuffle_buffer (int): Sample shuffle buffer size; 0 disables sample
             shuffling. Defaults to 1000.
@@ -114,7 +116,7 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
 
     def __init__(self,
                  urls: Union[str, Sequence[str]],
-                 num_samples: int,
+                 num_samples: Union[int, str],
                  pipeline: Sequence = (),
                  resampled: bool = False,
                  shuffle_buffer: int = 1000,
@@ -134,6 +136,9 @@ class WebImageTextDataset(EpochSeeded, ResumableStream, IterableDataset):
         self.urls = expand_shard_urls(urls)
         #: Opens a shard: remote ones with retries (:mod:`.remote`).
         self.open_shard = ShardOpener(**(fetch or {}))
+        if num_samples == 'auto':
+            from ..metadata import shard_num_samples  # lazy: metadata imports .urls
+            num_samples = shard_num_samples(self.urls)
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f'num_samples must be a positive int, got '
                              f'{num_samples!r}')
