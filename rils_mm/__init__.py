@@ -17,6 +17,10 @@ from .version import __version__  # noqa: E402
 
 register_checkpoint_safety()
 
+from .utils.mmcv_compat import patch_adjust_hue  # noqa: E402
+
+patch_adjust_hue()  # mmcv 2.1's adjust_hue under numpy 2
+
 from . import datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -109,9 +109,9 @@ class Recorder(FiniteStepOptimWrapper):
                       for p in self.params]
 
 
-def recorder(model):
+def recorder(model, **kwargs):
     params = list(model.parameters())
-    wrapper = Recorder(optimizer=torch.optim.SGD(params, lr=0.0))
+    wrapper = Recorder(optimizer=torch.optim.SGD(params, lr=0.0), **kwargs)
     wrapper.params = params
     return wrapper
 
@@ -280,3 +280,41 @@ def test_official_semantics_on_one_process_detaches_the_gathered_batch():
     zz = z.detach().clone().requires_grad_()
     torch.autograd.backward(torch.nn.functional.normalize(zz, dim=-1), grad_zn)
     torch.testing.assert_close(z.grad, zz.grad, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------ with the wrappers' options
+def test_gradient_accumulation_and_bf16_autocast_go_through_the_wrapper():
+    """accumulative_counts=2: two train_steps with K = 4 accumulate the
+    gradient of two batch-8 steps (exact semantics, float64); bf16 autocast
+    (AutocastOptimWrapper) gives the fp32 gradients to bf16 precision."""
+    batches = [global_batch(), tuple(
+        t.flip(0) if isinstance(t, torch.Tensor) else [a.flip(0) for a in t]
+        for t in global_batch())]
+    grads = []
+    for mb in (None, M):
+        model = build('rils', exact=True, micro_batch_size=mb)
+        wrapper = recorder(model, accumulative_counts=2)
+        for batch in batches:
+            model.train_step(data('rils', slice(None), batch), wrapper)
+        names = [n for n, _ in model.named_parameters()]
+        grads.append({n: g for n, g in zip(names, wrapper.grads) if g is not None})
+    assert_grads_equal(grads[1], grads[0])
+
+    from rils_mm.engine.optim_wrapper import AutocastOptimWrapper
+
+    class Bf16Recorder(AutocastOptimWrapper, Recorder):
+        pass
+
+    batch = global_batch(dtype=torch.float32)
+    ref = grads_of(build('rils', micro_batch_size=M, dtype=torch.float32),
+                   data('rils', slice(None), batch))[1]
+    model = build('rils', micro_batch_size=M, dtype=torch.float32)
+    params = list(model.parameters())
+    wrapper = Bf16Recorder(optimizer=torch.optim.SGD(params, lr=0.0), cpu_without_bf16='bf16')
+    wrapper.params = params
+    model.train_step(data('rils', slice(None), batch), wrapper)
+    got = dict(zip([n for n, _ in model.named_parameters()], wrapper.grads))
+    cos = torch.nn.functional.cosine_similarity(
+        torch.cat([got[n].flatten() for n in ref]), torch.cat([ref[n].flatten() for n in ref]),
+        dim=0)
+    assert cos > 0.99

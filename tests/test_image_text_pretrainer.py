@@ -58,7 +58,8 @@ def test_old_checkpoints_load_strictly(path):
     assert checkpoint_layout(model) == layout
     g = torch.Generator().manual_seed(0)
     old = {k: torch.randn(shape, generator=g) for k, shape in layout}
-    assert model.load_state_dict(old, strict=True)  # no missing, no unexpected key
+    result = model.load_state_dict(old, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
     for k, v in model.state_dict().items():
         assert torch.equal(v, old[k].to(v.dtype)), k  # (BatchNorm counters are integers)
 

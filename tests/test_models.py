@@ -169,7 +169,10 @@ def test_forward_train_returns_named_losses():
     assert {'loss_contrastive', 'loss_recon', 'recon_ce', 'logit_scale',
             'aligned_ratio'} <= set(out)
     # logged only: mmengine sums the keys that contain 'loss'
-    assert not out['recon_ce'].requires_grad and 'loss' not in 'recon_ce'
+    assert not out['recon_ce'].requires_grad
+    total, log_vars = model.parse_losses(out)
+    torch.testing.assert_close(total, out['loss_contrastive'] + out['loss_recon'])
+    assert log_vars['recon_ce'] == pytest.approx(out['recon_ce'].item())
     assert out['logit_scale'].item() == pytest.approx(1 / 0.07, rel=1e-5)
     assert 0 <= out['aligned_ratio'].item() <= 1
     # L_contra is Eqs. 5-6 on z^I = ||theta(mean_k f^k)||, z^T = ||phi(h)|| (Eq. 4)

@@ -5,8 +5,8 @@ data_root = 'data/laion400m/'
 # No loading transform: the reader decodes each image itself (BGR, like LoadImageFromFile).
 # Where decoding limits the data loader, use type='DecodeRandomResizedCrop' (same arguments)
 # instead: the reader then passes the JPEG bytes and it decodes only at the scale the crop
-# needs (3.5x per core on LAION-sized JPEGs; pixels differ by the DCT downscaling, README
-# "Data: decode + crop per core"). The default is the paper's PIL decode + crop.
+# needs (3.5x per core on LAION-sized JPEGs; pixels differ by the DCT downscaling, manual
+# docs/en/user_guides/data.md). The default is the paper's PIL decode + crop.
 train_pipeline = [
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.5, 1.0)),
     dict(type='TokenizeText', context_length=77),
