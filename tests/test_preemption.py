@@ -236,15 +236,7 @@ def test_signal_then_resume_is_bit_identical_and_a_second_signal_is_ignored(tmp_
     assert not [n for n in os.listdir(dir_) if n.endswith('.tmp')]
     assert max(_history(dir_)) == at  # stopped right after the signalled iteration
 
-    last = train(dir_, resume=True)
-    log = last.stdout + last.stderr
-    assert last.returncode == 0, log[-3000:]
-    epoch, batch = divmod(at + 1, ITERS)
-    assert f'Continuing epoch {epoch + 1} at batch {batch + 1} of {ITERS}' in log
-    _assert_bit_identical(ref_dir / f'epoch_{EPOCHS}.pth', dir_ / f'epoch_{EPOCHS}.pth',
-                          EPOCHS * ITERS)
-    assert _history(dir_) == _history(ref_dir)
-    _every_sample_once([(dir_, 0)], EPOCHS, ITERS * BATCH)
+    _resume_equals_uninterrupted(train, ref_dir, dir_, at, ITERS, ranks=1)
 
 
 D_ITERS = 5  # 2 ranks x 4 samples an iteration, 40 samples
@@ -277,16 +269,7 @@ def test_two_gloo_ranks_with_workers_stop_together_on_one_ranks_signal(tmp_path)
     for rank in range(2):  # both stopped after the same iteration
         assert max(_history(dir_, rank)) == at
 
-    last = train(dir_, resume=True)
-    log = last.stdout + last.stderr
-    assert last.returncode == 0, log[-5000:]
-    epoch, batch = divmod(at + 1, D_ITERS)
-    assert f'Continuing epoch {epoch + 1} at batch {batch + 1} of {D_ITERS}' in log
-    _assert_bit_identical(ref_dir / f'epoch_{EPOCHS}.pth', dir_ / f'epoch_{EPOCHS}.pth',
-                          EPOCHS * D_ITERS)
-    for rank in range(2):
-        assert _history(dir_, rank) == _history(ref_dir, rank)
-    _every_sample_once([(dir_, 0), (dir_, 1)], EPOCHS, D_ITERS * BATCH * 2)
+    _resume_equals_uninterrupted(train, ref_dir, dir_, at, D_ITERS, ranks=2)
 
 
 # ------------------------------------------------------------- slurm_train.sh
@@ -344,3 +327,18 @@ def test_slurm_train_requeues_on_the_requeue_status(tmp_path, batch_job):
     (tmp_path / 'statuses').write_text('0\n')
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and calls()[1].endswith('--amp --resume'), out.stderr
+
+
+def _resume_equals_uninterrupted(train, ref_dir, dir_, at, iters, ranks):
+    """Resume the signalled run: it continues after iteration ``at`` and ends at
+    the uninterrupted run's weights, history and samples, rank by rank."""
+    last = train(dir_, resume=True)
+    log = last.stdout + last.stderr
+    assert last.returncode == 0, log[-5000:]
+    epoch, batch = divmod(at + 1, iters)
+    assert f'Continuing epoch {epoch + 1} at batch {batch + 1} of {iters}' in log
+    _assert_bit_identical(ref_dir / f'epoch_{EPOCHS}.pth', dir_ / f'epoch_{EPOCHS}.pth',
+                          EPOCHS * iters)
+    for rank in range(ranks):
+        assert _history(dir_, rank) == _history(ref_dir, rank)
+    _every_sample_once([(dir_, r) for r in range(ranks)], EPOCHS, iters * BATCH * ranks)

@@ -183,7 +183,7 @@ class RILSViT(MAEViT):
 
     @property
     def num_masked(self) -> int:
-        """|M|: the patches :meth:`random_masking` masks in every image."""
+        """``|M|``: the patches :meth:`random_masking` masks in every image."""
         return self.num_patches - int(self.num_patches * (1 - self.mask_ratio))
 
     def random_masking(
