@@ -305,16 +305,25 @@ def test_gradient_accumulation_and_bf16_autocast_go_through_the_wrapper():
     class Bf16Recorder(AutocastOptimWrapper, Recorder):
         pass
 
+    def bf16_grads(micro_batch_size):
+        model = build('rils', exact=True, micro_batch_size=micro_batch_size,
+                      dtype=torch.float32)
+        params = list(model.parameters())
+        wrapper = Bf16Recorder(optimizer=torch.optim.SGD(params, lr=0.0),
+                               cpu_without_bf16='bf16')
+        wrapper.params = params
+        model.train_step(data('rils', slice(None), batch), wrapper)
+        return dict(zip([n for n, _ in model.named_parameters()], wrapper.grads))
+
+    def cosine(a, b):
+        return torch.nn.functional.cosine_similarity(
+            torch.cat([a[n].flatten() for n in ref]), torch.cat([b[n].flatten() for n in ref]),
+            dim=0).item()
+
     batch = global_batch(dtype=torch.float32)
-    ref = grads_of(build('rils', micro_batch_size=M, dtype=torch.float32),
-                   data('rils', slice(None), batch))[1]
-    model = build('rils', micro_batch_size=M, dtype=torch.float32)
-    params = list(model.parameters())
-    wrapper = Bf16Recorder(optimizer=torch.optim.SGD(params, lr=0.0), cpu_without_bf16='bf16')
-    wrapper.params = params
-    model.train_step(data('rils', slice(None), batch), wrapper)
-    got = dict(zip([n for n, _ in model.named_parameters()], wrapper.grads))
-    cos = torch.nn.functional.cosine_similarity(
-        torch.cat([got[n].flatten() for n in ref]), torch.cat([ref[n].flatten() for n in ref]),
-        dim=0)
-    assert cos > 0.99
+    ref = grads_of(build('rils', exact=True, dtype=torch.float32),
+                   data('rils', slice(None), batch))[1]  # fp32, one pass
+    # bf16 rounding moves a tiny random network's gradient by a few degrees;
+    # micro-batches in bf16 are as close to fp32 as today's bf16 step
+    today, cached = cosine(bf16_grads(None), ref), cosine(bf16_grads(M), ref)
+    assert cached > 0.9 and cached >= today - 0.01, (cached, today)
