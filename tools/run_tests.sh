@@ -17,4 +17,9 @@ if "$PY" -c 'import sphinx, myst_parser' 2>/dev/null; then
 else
     echo "[tests] docs: not built: sphinx needs Python >= 3.11 (requirements/docs.txt)"
 fi
+# Many tests start Python processes (torchrun, tools/*.py); with PYTHONDONTWRITEBYTECODE set
+# each of them would compile mmpretrain, mmdet, transformers, ... from source again (about
+# 10 s a process on 2 cores). Let the first one cache the bytecode (in the environment and
+# in gitignored __pycache__ folders).
+unset PYTHONDONTWRITEBYTECODE
 exec "$PY" -m pytest "$@"
