@@ -47,7 +47,7 @@ from typing import Dict, Iterator, List, Optional
 
 import torch
 
-from .dist import at_least_fp32
+from .dist import at_least_fp32, get_world_size
 
 #: the optimiser wrapper whose ``optim_context`` is active (set by rils-mm's
 #: wrappers and by ``ImageTextPretrainer.train_step``)
@@ -74,8 +74,7 @@ def _backward(loss: torch.Tensor) -> None:
         scaler = getattr(wrapper, 'loss_scaler', None)
         if scaler is not None:
             loss = scaler.scale(loss)
-    elif torch.distributed.is_available() and torch.distributed.is_initialized() and \
-            torch.distributed.get_world_size() > 1:
+    elif get_world_size() > 1:
         raise RuntimeError(
             'grad_cache under DDP needs one of rils-mm\'s optimiser wrappers '
             '(FiniteStepOptimWrapper, FiniteStepAmpOptimWrapper, AutocastOptimWrapper): '
@@ -117,14 +116,6 @@ class _RandomState:
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state(self.cuda, self.device)
-
-
-def loss_sum(losses: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """What mmengine's ``parse_losses`` optimises: the sum of the entries
-    whose name contains ``loss``."""
-    terms = [v.sum() if isinstance(v, torch.Tensor) else sum(t.sum() for t in v)
-             for k, v in losses.items() if 'loss' in k]
-    return sum(terms) if terms else torch.zeros(())
 
 
 class GradCache:
@@ -173,7 +164,7 @@ class GradCache:
             # one micro-batch is today's step, bit for bit (the two passes would
             # sum the same gradients in another order); a validation loss has no
             # gradient to cache
-            return _plain_step(model, batch, num)
+            return plain_step(model, batch, num)
         slices = [slice(k * self.micro_batch_size, (k + 1) * self.micro_batch_size)
                   for k in range(num)]
         micro = [{name: value[index] for name, value in batch.items()} for index in slices]
@@ -192,8 +183,8 @@ class GradCache:
         losses, context = model.batch_losses(leaves, virtual_ranks=num)
         params = [p for p in model.parameters() if p.requires_grad]
         names = list(leaves)
-        grads = torch.autograd.grad(loss_sum(losses), [leaves[n] for n in names] + params,
-                                    allow_unused=True)
+        grads = torch.autograd.grad(model.parse_losses(losses)[0],
+                                    [leaves[n] for n in names] + params, allow_unused=True)
         embed_grads = {n: g for n, g in zip(names, grads) if g is not None}
         param_grads = [(p, g) for p, g in zip(params, grads[len(names):]) if g is not None]
         logged = {k: v.detach() for k, v in losses.items()}
@@ -210,27 +201,23 @@ class GradCache:
             for name, value in local.items():
                 logged[name] = logged[name] + value.detach() if name in logged \
                     else value.detach()
-            surrogate = surrogate + loss_sum(local)
+            surrogate = surrogate + model.parse_losses(local)[0]
             if k < num - 1:
                 _backward(surrogate)
-                continue
-            surrogate = surrogate + sum((p * g).sum() for p, g in param_grads)
-            return _carry(logged, surrogate)
-        raise AssertionError('unreachable')  # pragma: no cover
+        # the last micro-batch's backward is the optimiser wrapper's, with the
+        # cached parameter gradients
+        surrogate = surrogate + sum((p * g).sum() for p, g in param_grads)
+        return _carry(logged, surrogate)
 
 
-def _plain_step(model, batch: Dict[str, torch.Tensor], virtual_ranks: int = 1):
-    """The three parts of a step in a row, on the whole batch."""
+def plain_step(model, batch: Dict[str, torch.Tensor],
+               virtual_ranks: int = 1) -> Dict[str, torch.Tensor]:
+    """Today's step: ``embed``, ``batch_losses`` and ``micro_batch_losses`` of
+    the whole batch in a row (what :class:`GradCache` computes in pieces)."""
     embeds, aux = model.embed(batch)
     losses, context = model.batch_losses(embeds, virtual_ranks=virtual_ranks)
     losses.update(model.micro_batch_losses(batch, aux, context, virtual_ranks=virtual_ranks))
     return losses
-
-
-def plain_step(model, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Today's step: ``embed``, ``batch_losses`` and ``micro_batch_losses`` of
-    the whole batch (what :class:`GradCache` computes in pieces)."""
-    return _plain_step(model, batch)
 
 
 def _carry(logged: Dict[str, torch.Tensor],
