@@ -1,6 +1,7 @@
 """The README's commands find the project's environment (.venv) when run by an
 interpreter that lacks the stack: Python tools re-execute themselves under
 .venv/bin/python, shell tools pick it as $PYTHON."""
+import glob
 import os
 import os.path as osp
 import shutil
@@ -12,9 +13,8 @@ import pytest
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 PROBE = '''import sys
-if __name__ == '__main__':
-    from project_env import ensure_project_python
-    ensure_project_python()
+from project_env import setup_tool  # the start-up of every tool
+setup_tool(__name__)
 import mmengine
 print('RAN', sys.executable, mmengine.__version__, sys.argv[1:])
 '''
@@ -127,10 +127,13 @@ def test_shell_tools_pick_project_venv(tmp_path, bare_python):
 
 
 def test_readme_tools_use_the_helpers():
-    for tool in ('train.py', 'test.py', 'quickstart.py', 'make_toy_corpus.py',
-                 'analysis/visualize_patch_text.py', 'analysis/plot_logs.py'):
-        with open(osp.join(ROOT, 'tools', tool)) as f:
-            assert 'ensure_project_python(' in f.read(), tool
+    # every Python entry point starts through the one preamble (re-exec under .venv)
+    tools = glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
+    tools = [t for t in tools if osp.basename(t) != 'project_env.py']
+    assert len(tools) > 20
+    for tool in tools:
+        with open(tool) as f:
+            assert 'setup_tool(__name__' in f.read(), osp.relpath(tool, ROOT)
     for tool in ('dist_train.sh', 'slurm_train.sh'):
         with open(osp.join(ROOT, 'tools', tool)) as f:
             text = f.read()

@@ -21,14 +21,13 @@ identical outputs and gives the PSNR of the others against the naive path.
 """
 import argparse
 import io
-import os.path as osp
 import statistics
-import sys
 import time
 
 import numpy as np
+from project_env import setup_tool
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+setup_tool(__name__)
 
 
 def parse_args(argv=None):

@@ -4,7 +4,11 @@
 
 The logic is :mod:`rils_mm.benchmark.grad_cache`.
 """
-from rils_mm.benchmark.grad_cache import main
+from project_env import setup_tool
+
+setup_tool(__name__)
+
+from rils_mm.benchmark.grad_cache import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

@@ -8,10 +8,11 @@ Every argument is clip-benchmark's (``clip_benchmark eval --help``); ``--model``
 file and ``--pretrained`` the checkpoint. The numpy-2 fix of clip-benchmark 1.6.2's
 ``accuracy`` is applied (see rils_mm/evaluation/clip_benchmark_adapter.py).
 """
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from project_env import setup_tool
+
+setup_tool(__name__)
 
 import rils_mm  # noqa: E402,F401
 from rils_mm.evaluation.clip_benchmark_adapter import register_with_clip_benchmark  # noqa: E402

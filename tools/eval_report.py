@@ -17,10 +17,11 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from project_env import setup_tool
+
+setup_tool(__name__)
 
 from mmengine.config import Config  # noqa: E402
 

@@ -10,10 +10,10 @@ test split are encoded.
 """
 import argparse
 import json
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from project_env import setup_tool
+
+setup_tool(__name__)
 
 from mmengine.config import Config  # noqa: E402
 

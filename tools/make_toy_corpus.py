@@ -8,14 +8,11 @@ import argparse
 import csv
 import json
 import os.path as osp
-import sys
 import time
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    from project_env import ensure_project_python
-    ensure_project_python()
+from project_env import setup_tool
+
+REPO_ROOT = setup_tool(__name__)
 
 from rils_mm.testing import generate_toy_corpus  # noqa: E402
 

@@ -44,3 +44,19 @@ def ensure_project_python(required=('torch', 'mmengine', 'mmpretrain'), root: st
           'default)', file=sys.stderr, flush=True)
     env = dict(os.environ, **{_GUARD: '1'})
     os.execve(venv_python, [venv_python] + sys.argv, env)
+
+
+def setup_tool(name: str, required=('torch', 'mmengine', 'mmpretrain'),
+               root: str = ROOT) -> str:
+    """The start-up of every tool in ``tools/``; call it before importing the stack.
+
+    Puts the repository root first on ``sys.path`` (so that ``import rils_mm`` is this
+    checkout) and, when the tool runs as a script (``name == '__main__'``), makes sure the
+    interpreter has ``required`` (:func:`ensure_project_python`). Imported as a module
+    (tests), nothing is re-executed. Returns the repository root.
+    """
+    if sys.path[:1] != [root]:
+        sys.path.insert(0, root)
+    if name == '__main__':
+        ensure_project_python(required, root)
+    return root

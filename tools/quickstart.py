@@ -4,16 +4,13 @@
 """
 import argparse
 import os.path as osp
-import sys
 import time
 import warnings
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from project_env import setup_tool
 
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    from project_env import ensure_project_python
-    ensure_project_python()
+ROOT = setup_tool(__name__)  # run by an interpreter without the stack: use .venv's
+
 # Pretraining needs none of mmcv's C++ ops; with mmcv-lite (tools/setup_env.sh --lite)
 # mmcv warns once that its deformable attention op is missing.
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')

@@ -13,12 +13,10 @@ metric from the benchmark config; images are resized / cropped to the model's
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    from project_env import ensure_project_python
-    ensure_project_python()
+from project_env import setup_tool
+
+setup_tool(__name__)  # run by an interpreter without the stack: use .venv's
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402

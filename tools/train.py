@@ -8,10 +8,9 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    from project_env import ensure_project_python
-    ensure_project_python()
+from project_env import setup_tool
+
+setup_tool(__name__)  # run by an interpreter without the stack: use .venv's
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -53,14 +52,11 @@ def merge_args(cfg: Config, args) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    if args.amp == 'float16':  # GPU: fp16 autocast + dynamic loss scaling
-        cfg.optim_wrapper.type = 'FiniteStepAmpOptimWrapper'  # skips non-finite steps
-        cfg.optim_wrapper.dtype = 'float16'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    elif args.amp == 'bfloat16':  # any device, CPU included; needs no scaler
-        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
-        cfg.optim_wrapper.dtype = 'bfloat16'
-        cfg.optim_wrapper.pop('loss_scale', None)
+    if args.amp is not None:
+        from rils_mm.benchmark.precision import precision_optim_wrapper
+        # float16 (GPU): fp16 autocast + dynamic loss scaling, non-finite steps skipped;
+        # bfloat16: any device, CPU included, no scaler. The same mapping as the benchmark's
+        cfg.optim_wrapper = precision_optim_wrapper(cfg.optim_wrapper, args.amp)
     if args.resume == 'auto':
         # The file `last_checkpoint` names may be truncated (a crash or a full
         # disk while an older, non-atomic writer saved it): fall back to the

@@ -3,25 +3,23 @@
 ViTDet's point (and issue 11's trap): a plain ViT-B at 1024x1024 has 4096 tokens;
 global attention in all 12 blocks materialises 12 x 4096 x 4096 scores per block,
 window attention (14x14) in all but 4 blocks does not. Each setting runs in a
-fresh subprocess; the figure is the process's peak resident memory (``ru_maxrss``)
-minus the resident memory just before the forward (model and input built), on CPU,
-fp32, batch 1.
+fresh subprocess; the figure is the process's peak resident memory (``VmHWM``, see
+:mod:`rils_mm.benchmark.memory`) minus the resident memory just before the forward (model
+and input built), on CPU, fp32, batch 1.
 
     python tools/analysis/backbone_memory.py --size 1024            # ViT-B, inference
     python tools/analysis/backbone_memory.py --size 1024 --grad --depth 1   # one block
 """
 import argparse
 import json
-import os
-import resource
-import subprocess
+import os.path as osp
 import sys
 import time
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from project_env import setup_tool  # noqa: E402
 
-def _rss_mib() -> float:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+setup_tool(__name__)
 
 
 def _child(args) -> dict:
@@ -29,6 +27,7 @@ def _child(args) -> dict:
     from mmpretrain.registry import MODELS
 
     import rils_mm  # noqa: F401
+    from rils_mm.benchmark.memory import current_rss_mib, peak_rss_mib
     torch.manual_seed(0)
     arch = args.arch
     if args.depth:  # the first `depth` blocks of ViT-B (per-block figures)
@@ -44,14 +43,14 @@ def _child(args) -> dict:
     model.init_weights()
     model.train(args.grad)
     x = torch.randn(1, 3, args.size, args.size)
-    base = _rss_mib()
+    base = current_rss_mib()
     t0 = time.perf_counter()
     with torch.set_grad_enabled(args.grad):
         out = model(x)[0]
         if args.grad:
             out.float().mean().backward()
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+    peak = peak_rss_mib()
     return dict(windows=args.windows, grad=args.grad, size=args.size, depth=args.depth,
                 out_shape=list(out.shape), peak_mib=round(peak - base, 1),
                 seconds=round(seconds, 2), threads=torch.get_num_threads())
@@ -71,13 +70,13 @@ def main():
     if args.windows is not None:
         print(json.dumps(_child(args)))
         return
+    from rils_mm.benchmark.memory import run_json_child
     rows = []
     for windows in (1, 0):
         cmd = [sys.executable, __file__, '--size', str(args.size), '--arch', args.arch,
                '--depth', str(args.depth), '--windows', str(windows)]
         cmd += ['--grad'] if args.grad else []
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        rows.append(run_json_child(cmd))
     print('| attention | blocks | input | mode | peak memory (MiB) | time (s) |')
     print('|---|---|---|---|---|---|')
     for r in rows:

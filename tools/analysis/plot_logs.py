@@ -21,10 +21,10 @@ import os.path as osp
 import sys
 from typing import Dict, List, Sequence, Tuple
 
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    sys.path.insert(1, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    from project_env import ensure_project_python
-    ensure_project_python(required=('matplotlib', ))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from project_env import setup_tool  # noqa: E402
+
+setup_tool(__name__, required=('matplotlib', ))  # without the stack: .venv's Python
 
 DEFAULT_KEYS = ('loss', 'loss_contrastive', 'loss_recon', 'aligned_ratio',
                 'logit_scale', 'lr')

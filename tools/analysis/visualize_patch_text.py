@@ -13,12 +13,10 @@ import argparse
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-if __name__ == '__main__':  # run by an interpreter without the stack: use .venv's
-    sys.path.insert(1, osp.join(ROOT, 'tools'))
-    from project_env import ensure_project_python
-    ensure_project_python()
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from project_env import setup_tool  # noqa: E402
+
+ROOT = setup_tool(__name__)
 
 
 def parse_args(argv=None):

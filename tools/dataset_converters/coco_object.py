@@ -13,7 +13,10 @@ import glob
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from project_env import setup_tool  # noqa: E402
+
+setup_tool(__name__)
 
 
 def main(argv=None):

@@ -12,7 +12,10 @@ import json
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from project_env import setup_tool  # noqa: E402
+
+setup_tool(__name__)
 
 from rils_mm.utils.export.convert import EXPORT_TARGETS, export_checkpoint  # noqa: E402
 

@@ -13,7 +13,10 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from project_env import setup_tool  # noqa: E402
+
+setup_tool(__name__)
 
 import rils_mm  # noqa: E402,F401
 from rils_mm.utils.model_convert import (  # noqa: E402

@@ -1,5 +1,5 @@
 """The RILS head: the contrastive head plus reconstruction in language space."""
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmpretrain.registry import MODELS
@@ -28,16 +28,27 @@ class RILSHead(ImageTextContrastiveHead):
             gradient). On a single GPU the official code does let L_recon reach
             this GPU's texts; we do not, so that the objective does not depend
             on the number of GPUs.
+        fixed_aligned (int, optional): for measurements only: take the first
+            ``fixed_aligned`` images of every batch as ``C`` instead of finding
+            them (Eq. 9), so that the work of the masked branch (``RILS``'
+            ``decode_aligned_only``) does not depend on how well the model
+            matches yet (``tools/benchmark_train.py --aligned-ratio``).
+            Defaults to None: ``C`` as the paper defines it.
         **kwargs: see :class:`ImageTextContrastiveHead`.
     """
 
     def __init__(self,
                  recon_loss: dict = dict(type='LanguageSpaceReconLoss'),
                  text_grad_in_recon: bool = False,
+                 fixed_aligned: Optional[int] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
+        if fixed_aligned is not None and fixed_aligned < 1:
+            raise ValueError(f'RILSHead: fixed_aligned must be None or >= 1, got '
+                             f'{fixed_aligned}')
         self.recon_loss = MODELS.build(recon_loss)
         self.text_grad_in_recon = text_grad_in_recon
+        self.fixed_aligned = fixed_aligned
 
     def recon_prototypes(self, all_text: torch.Tensor) -> torch.Tensor:
         """The prototypes of Eq. 8: the global batch's text embeddings ``z^T``
@@ -106,7 +117,12 @@ class RILSHead(ImageTextContrastiveHead):
     def aligned_images(self, z_image: torch.Tensor,
                        all_text: torch.Tensor) -> torch.Tensor:
         """The set ``C`` of Eq. 9: this rank's images (B,) whose most similar
-        text of the global batch is their own (:func:`aligned_image_mask`)."""
+        text of the global batch is their own (:func:`aligned_image_mask`), or
+        the first ``fixed_aligned`` images when that is set."""
+        if self.fixed_aligned is not None:
+            aligned = torch.zeros(z_image.shape[0], dtype=torch.bool, device=z_image.device)
+            aligned[:self.fixed_aligned] = True
+            return aligned
         return aligned_image_mask(z_image, all_text)
 
     def recon(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
