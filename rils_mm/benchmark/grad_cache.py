@@ -18,6 +18,8 @@ import sys
 import time
 from typing import List, Optional
 
+from .memory import peak_rss_mib
+
 CONFIG = 'configs/rils/rils_vitb16_l20m.py'
 
 
@@ -34,15 +36,6 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--one', type=int, help=argparse.SUPPRESS)  # child: M, 0 = None
     return parser.parse_args(argv)
-
-
-def peak_rss_mib() -> float:
-    """VmHWM of this process (not carried over through fork, unlike ru_maxrss)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError('no VmHWM in /proc/self/status')
 
 
 class FlopCount:

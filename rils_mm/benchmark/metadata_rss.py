@@ -19,8 +19,9 @@ from typing import Dict
 __all__ = ['write_metadata_table', 'measure_read_rss']
 
 _CHILD = r'''
-import resource, sys, time
+import sys, time
 import pyarrow as pa
+from rils_mm.benchmark.memory import peak_rss_mib
 from rils_mm.datasets.metadata import iter_parquet_rows
 path, read = sys.argv[1], sys.argv[2] == '1'
 rows = success = chars = 0
@@ -31,7 +32,7 @@ if read:
         success += row['status'] == 'success'
         chars += len(row['caption'])
 print(rows, success, chars, time.perf_counter() - t0,
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, pa.default_memory_pool().max_memory())
+      peak_rss_mib(), pa.default_memory_pool().max_memory())
 '''
 
 
@@ -57,9 +58,9 @@ def write_metadata_table(path: str, num_rows: int, row_group_size: int = 100_000
 def _run_child(path: str, read: bool) -> Dict[str, float]:
     out = subprocess.run([sys.executable, '-c', _CHILD, path, '1' if read else '0'],
                          check=True, capture_output=True, text=True).stdout.split()
-    rows, success, chars, seconds, maxrss_kib, arrow_peak = out
+    rows, success, chars, seconds, peak_mib, arrow_peak = out
     return dict(rows=int(rows), success=int(success), caption_chars=int(chars),
-                seconds=float(seconds), peak_rss_mib=int(maxrss_kib) / 1024,
+                seconds=float(seconds), peak_rss_mib=float(peak_mib),
                 arrow_peak_mib=int(arrow_peak) / 2**20)
 
 
