@@ -34,7 +34,8 @@ def _args(config, **kw):
                 warmup=1, precision='fp32', captions='laion', device='cpu', threads=None,
                 plain_adamw=False, fused_adamw=False, compile=False, no_memory=True,
                 part_times=False, aligned_ratio=1.0, no_flops=False, cfg_options=None,
-                compare_cfg_options=None, memory_curve=None, json=None, memory_of=None)
+                compare_cfg_options=None, memory_curve=None, json=None, memory_of=None,
+                global_batch=None)
     opts.update(kw)
     args = Namespace(**opts)
     train_step.setup(args)
@@ -258,3 +259,48 @@ def test_tool_writes_every_figure_to_json(tiny_cfg, tmp_path):
         assert res['step_s'] > 0 and 0 < res['of_peak']
     assert b['step_flops'][1] > a['step_flops'][1]  # uncut text: more FLOPs
     assert 'ratios vs tiny' in run.stdout
+
+
+def test_global_batch_puts_g_columns_into_our_losses(tiny_cfg):
+    """--global-batch G: the contrastive logits and the recon prototypes have G columns;
+    the FLOPs of the losses grow with them, the encoders' do not; G = B is today's step."""
+    from rils_mm.models.losses import recon
+
+    seen = []
+    real = recon.PrototypeKLDivergence.apply
+
+    def spy(pred, target, text, *rest):
+        seen.append(text.shape[0])
+        return real(pred, target, text, *rest)
+
+    recon.PrototypeKLDivergence.apply = spy
+    try:
+        flops, values = {}, {}
+        for g in (None, 4, 16):
+            torch.manual_seed(0)
+            runner = OursRunner(str(tiny_cfg), _args(tiny_cfg, global_batch=g))
+            values[g] = float(runner.loss())
+            flops[g] = train_step.part_flops(runner)
+    finally:
+        recon.PrototypeKLDivergence.apply = real
+    assert seen[0] == 4 and 16 in seen
+    assert values[4] == values[None] and values[16] != values[None]
+    assert flops[16]['losses'][0] > flops[4]['losses'][0]
+    for part in ('intact view', 'masked view', 'decoder', 'text'):
+        assert flops[16][part] == flops[4][part]
+
+
+def test_global_batch_stands_in_for_the_official_gather():
+    from types import SimpleNamespace
+
+    from rils_mm.benchmark.global_batch import official_context
+    gathered = lambda tensors: tensors  # noqa: E731  (the official one-process gather)
+    losses = SimpleNamespace(utils=SimpleNamespace(all_gather_batch=gathered))
+    context = official_context(losses, 12, 4, 8, 'cpu')
+    image, text = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8)
+    with context():
+        all_image, all_text = losses.utils.all_gather_batch([image, text])
+    assert losses.utils.all_gather_batch is gathered  # restored
+    assert all_image.shape == all_text.shape == (12, 8)
+    assert torch.equal(all_image[:4], image.detach()) and not all_image.requires_grad
+    assert not torch.equal(all_image[4:], all_text[4:])

@@ -13,10 +13,14 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 SCRIPT = r'''
 import sys
+
+import pytest
 for name in ('mmcv._ext', 'mmdet', 'mmseg', 'clip_benchmark', 'transformers', 'pycocotools'):
     sys.modules[name] = None  # `import name` raises ImportError, find_spec gives None
 # mmpretrain decides by installed distributions whether to register its multimodal
@@ -78,6 +82,7 @@ print('LITE_OK', runner.iter, acc)
 '''
 
 
+@pytest.mark.slow  # a fresh Python process that trains
 def test_pretraining_runs_without_mmcv_ops_or_downstream_stacks(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (ROOT, os.environ.get('PYTHONPATH')) if p))

@@ -269,6 +269,7 @@ def toy(tmp_path_factory):
     return dict(corpus=corpus, cfg=cfg, model=model, ckpt=ckpt, root=root)
 
 
+@pytest.mark.slow  # the toy fixture trains a model (~20 s)
 def test_toy_dense_split_is_the_rendered_scenes(toy):
     split = toy_dense_split(toy['corpus']['root'], max_images=3)
     for index, (path, labels) in enumerate(split):
@@ -277,6 +278,7 @@ def test_toy_dense_split_is_the_rendered_scenes(toy):
         assert ((labels == 255) == (sem == 0)).all() and (labels[sem > 0] == sem[sem > 0] - 1).all()
 
 
+@pytest.mark.slow  # the toy fixture trains a model (~20 s)
 def test_toy_rils_segments_the_toy_dense_split_above_chance(toy):
     """mIoU over the 16 object classes (background ignored) of the trained toy RILS,
     for every last-block variant, against the same network untrained."""
@@ -397,6 +399,7 @@ def test_coco_object_labels_are_groupvit_conversion():
     assert classes[1] == 'person' and classes[12] == 'stop sign' and classes[80] == 'toothbrush'
 
 
+@pytest.mark.slow  # the toy fixture trains a model (~20 s)
 def test_word_segmentation_picture_of_two_checkpoints(toy, tmp_path):
     """tools/analysis/visualize_zero_shot_seg.py: one panel per checkpoint, every
     pixel's best word; the probabilities are the segmentor's at the image size."""

@@ -101,6 +101,11 @@ def parse_args(argv=None):
                         'alone are decoded): the first round(ratio * B) '
                         'images. Default 1.0, the most work (every image '
                         'decoded); a random model would match about 1 / B')
+    parser.add_argument('--global-batch', type=int, default=None, metavar='G',
+                        help='simulate the global batch G (a multiple of --batch-size): '
+                        'every runner contrasts and reconstructs against G gathered '
+                        'embeddings, the G - B of the other ranks fixed '
+                        '(rils_mm.benchmark.global_batch); default: B, one process')
     parser.add_argument('--no-flops', action='store_true',
                         help='skip FLOP counting')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -4,6 +4,7 @@ import math
 import os.path as osp
 import sys
 
+from .global_batch import official_context
 from .inputs import synthetic_batch
 from .optim import describe_plain_adamw, plain_adamw, plain_step, slip_adamw
 from .precision import autocast_dtype
@@ -43,6 +44,9 @@ class OfficialRunner:
         self.device = args.device
         self.model = official_models.RILS_VITB16().to(self.device).train()
         self.criterion = official_losses.RILSLoss()
+        self.global_batch = official_context(
+            official_losses, getattr(args, 'global_batch', None), args.batch_size,
+            self.model.image_projection.shape[1], self.device)
         images, tokens, _ = synthetic_batch(args.batch_size, 224, 77, 196, args.captions)
         self.images, self.tokens = images.to(self.device), tokens.to(self.device)
         self.dtype = autocast_dtype(args.precision)
@@ -65,7 +69,9 @@ class OfficialRunner:
                 'text+proj': (sum(p.numel() for p in m.parameters()) - vis) / 1e6}
 
     def loss(self):
-        return self.criterion(self.model(self.images, self.tokens))['loss']
+        outputs = self.model(self.images, self.tokens)
+        with self.global_batch():
+            return self.criterion(outputs)['loss']
 
     def step(self):
         if self.plain:
@@ -122,7 +128,8 @@ class OfficialRunner:
                 'masked_pred': pred @ m.image_projection,
                 'unmasked_feat': full @ m.image_projection,
                 'mask': cache['mask'].clone()}
-            return self.criterion(outputs)['loss']
+            with self.global_batch():
+                return self.criterion(outputs)['loss']
 
         return dict(zip(PARTS, (intact, masked, decoder, text, losses)))
 

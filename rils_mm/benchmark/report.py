@@ -16,6 +16,11 @@ def header(runners, args, peak, threads) -> str:
              f' (longest in batch: {int(runners[0].tokens.argmax(-1).max()) + 1} '
              f'of {runners[0].tokens.shape[1]} tokens), {args.warmup} warm-up + '
              f'{args.iters} timed steps per runner, alternating']
+    if getattr(args, 'global_batch', None):
+        lines.append(f'global batch {args.global_batch}: this process is rank 0 of '
+                     f'{args.global_batch // args.batch_size}; the other ranks\' '
+                     f'{args.global_batch - args.batch_size} image and text embeddings '
+                     'are fixed (rils_mm.benchmark.global_batch)')
     for r in runners:
         lines.append(f'optimiser of {r.label}: {r.optim_desc}')
         if getattr(getattr(r, 'model', None), 'decode_aligned_only', False):

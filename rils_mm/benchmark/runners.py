@@ -10,6 +10,7 @@ Arguments come as an ``argparse.Namespace`` of ``tools/benchmark_train.py``'s op
 """
 import os.path as osp
 
+from .global_batch import ours_context
 from .inputs import synthetic_batch
 from .optim import (
     build_config_optim_wrapper,
@@ -102,6 +103,9 @@ class OursRunner:
                 self.model, cfg.optim_wrapper, args.precision)
             self.optim = self.optim_wrapper.optimizer
             self.optim_desc = describe_optim_wrapper(self.optim_wrapper)
+        # --global-batch: the other ranks' embeddings, appended wherever the step gathers
+        self.global_batch = ours_context(getattr(args, 'global_batch', None), args.batch_size,
+                                         cfg.model.head.get('embed_dims', 512), self.device)
         self.forward = self.model
         if args.compile:
             self.forward = torch.compile(self.model)
@@ -112,7 +116,8 @@ class OursRunner:
                 if name != 'data_preprocessor'}
 
     def loss(self):
-        return loss_sum(self.forward(self.images, self.samples, mode='loss'))
+        with self.global_batch():
+            return loss_sum(self.forward(self.images, self.samples, mode='loss'))
 
     def step(self):
         if self.optim_wrapper is not None:
@@ -162,13 +167,16 @@ class OursRunner:
 
         def losses():
             f = leaf(cache['f'])
-            out, prototypes, aligned = m.head.contrastive_and_aligned(f, leaf(cache['h']))
-            out.update(m.head.recon(f[:k], leaf(cache['g']), prototypes, cache['mask'],
-                                    aligned[:k]))
+            with self.global_batch():
+                out, prototypes, aligned = m.head.contrastive_and_aligned(
+                    f, leaf(cache['h']))
+                out.update(m.head.recon(f[:k], leaf(cache['g']), prototypes, cache['mask'],
+                                        aligned[:k]))
             return loss_sum(out)
 
         def contrastive_losses():
-            return loss_sum(m.head.loss(leaf(cache['f']), leaf(cache['h'])))
+            with self.global_batch():
+                return loss_sum(m.head.loss(leaf(cache['f']), leaf(cache['h'])))
 
         if getattr(m, 'neck', None) is not None and hasattr(m.head, 'recon'):
             return dict(zip(PARTS, (intact, masked, decoder, text, losses)))

@@ -1,7 +1,10 @@
 """Gathering embeddings across ranks for global-batch losses."""
 import torch
 import torch.distributed as dist
-from mmengine.dist import all_reduce, get_rank, get_world_size
+from mmengine.dist import all_reduce, get_rank
+from mmengine.dist import get_world_size as _dist_world_size
+
+from . import simulated_ranks
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -19,6 +22,13 @@ class _GatherWithGrad(torch.autograd.Function):
         grads = torch.stack(grads)
         dist.all_reduce(grads)
         return grads[dist.get_rank()]
+
+
+def get_world_size() -> int:
+    """The number of ranks (mmengine's), or that of :mod:`.simulated_ranks` while one
+    process stands in for a larger global batch."""
+    sim = simulated_ranks.active()
+    return sim.world_size if sim is not None else _dist_world_size()
 
 
 def gather_features(x: torch.Tensor,
@@ -43,6 +53,9 @@ def gather_features(x: torch.Tensor,
     Single-process (or non-distributed) runs return ``x`` unchanged, whatever
     the flags, exactly as the official code does.
     """
+    sim = simulated_ranks.active()
+    if sim is not None:
+        return sim.gather(x, with_grad, local_grad)
     world_size = get_world_size()
     if world_size == 1:
         return x
@@ -62,6 +75,9 @@ def local_offset(batch_size: int) -> int:
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of a (non-differentiable) tensor over all ranks; identity when single-process."""
+    sim = simulated_ranks.active()
+    if sim is not None:
+        return sim.all_reduce_sum(x)
     x = x.detach().clone()
     all_reduce(x, op='sum')  # a no-op when not distributed
     return x
