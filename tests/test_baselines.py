@@ -338,7 +338,7 @@ def test_vision_space_head_reconstructs_over_learnable_prototypes():
         text[:4] = (f[:4].mean(1) @ theta.t()) @ phi_pinv.t()
     mask = torch.zeros(6, 5, dtype=torch.bool)
     mask[:, :3] = True
-    losses = head.loss(f, pred, text, mask)
+    losses = head.contrastive_and_recon(f, pred, text, mask)
     z_i = F.normalize(f.mean(1) @ theta.t(), dim=-1)
     z_t = F.normalize(text @ head.text_projection.weight.t(), dim=-1)
     aligned = (z_i @ z_t.t()).argmax(1) == torch.arange(6)  # the set C

@@ -204,7 +204,7 @@ def test_gradient_flow(monkeypatch):
     latent, mask, ids = model.backbone(images, mask=True, noise=noise)
     g = model.neck(latent, ids)
     h = model.text_encoder(tokens)
-    losses = model.head.loss(f, g, h, mask)
+    losses = model.head.contrastive_and_recon(f, g, h, mask)
     assert losses['loss_recon'].item() > 0
     losses['loss_recon'].backward()
     assert f.grad is None or f.grad.abs().sum() == 0  # target is sg[.]

@@ -55,10 +55,11 @@ class RILSHead(ImageTextContrastiveHead):
         (the Table 10 ablation replaces them, :class:`VisionSpaceReconHead`)."""
         return all_text
 
-    def loss(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
-             text_feats: torch.Tensor,
-             mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Eq. 10 from the encoder/decoder/text outputs of every image.
+    def contrastive_and_recon(self, patch_tokens: torch.Tensor, pred_tokens: torch.Tensor,
+                              text_feats: torch.Tensor,
+                              mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Eq. 10 from the encoder/decoder/text outputs of every image (the
+        parent's :meth:`loss` is Eqs. 5-6 alone and keeps its signature).
 
         Args:
             patch_tokens (Tensor): (B, N, C) intact-view patch tokens ``f``.
@@ -133,7 +134,7 @@ class RILSHead(ImageTextContrastiveHead):
         ``avg_factor`` replaces the normaliser the loss would compute.
 
         Returns:
-            dict: ``loss_recon`` and the logged ``recon_ce`` (see :meth:`loss`).
+            dict: ``loss_recon`` and the logged ``recon_ce`` (see :meth:`contrastive_and_recon`).
         """
         loss_recon, recon_ce = self.recon_loss(
             self.image_projection(pred_tokens),

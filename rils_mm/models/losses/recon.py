@@ -6,7 +6,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from ..utils import all_reduce_sum, at_least_fp32, get_world_size, local_offset
+from ..utils import (
+    all_reduce_sum,
+    at_least_fp32,
+    get_world_size,
+    local_offset,
+    mean_value_local_grad,
+)
 
 
 class PrototypeKLDivergence(torch.autograd.Function):
@@ -189,11 +195,8 @@ class LanguageSpaceReconLoss(nn.Module):
                                                  self.pred_temperature, self.chunk_size)
         loss = self.loss_weight * kl / avg_factor
         ce = self.loss_weight * ce.detach() / avg_factor
-        if get_world_size() > 1:
-            # report the mean over ranks, backpropagate this rank's share
-            means = all_reduce_sum(torch.stack([loss.detach(), ce])) / get_world_size()
-            loss = loss + (means[0] - loss.detach())
-            ce = means[1]
+        # report the mean over ranks, backpropagate this rank's share
+        loss, ce = mean_value_local_grad(loss), mean_value_local_grad(ce)
         return (loss, ce) if return_cross_entropy else loss
 
 
