@@ -22,7 +22,6 @@ written at ``--wds-image-size`` px), and the workers one GPU needs at our measur
 of the whole path on a CPU in seconds.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -33,7 +32,12 @@ import tempfile
 import time
 from types import SimpleNamespace
 
+from . import timing, train_step
+from .precision import autocast_dtype
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# the entry point whose --memory-of INDEX measures one runner in a fresh process
+BENCHMARK_TOOL = osp.join(ROOT, 'tools', 'benchmark_train.py')
 CONFIGS = {
     'rils': 'configs/rils/rils_vitb16_l20m.py',
     'clip': 'configs/clip/clip_vitb16_l20m.py',
@@ -42,16 +46,6 @@ TINY_CONFIGS = {
     'rils': 'configs/rils/rils_vittiny_toy.py',
     'clip': 'configs/clip/clip_vittiny_toy.py',
 }
-
-
-def benchmark_train():
-    """The step machinery of ``tools/benchmark_train.py`` (runners, FLOPs, matmul
-    peak, per-runner memory in a subprocess): the one place this module reaches it."""
-    path = osp.join(ROOT, 'tools', 'benchmark_train.py')
-    spec = importlib.util.spec_from_file_location('rils_benchmark_train', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args(argv=None):
@@ -110,24 +104,24 @@ def _specs(args, configs):
     return specs
 
 
-def _memory(bench, args, spec, compile_):
+def _memory(args, spec, compile_):
     """Peak memory of one runner in a fresh process (benchmark_train's --memory-of)."""
     kind, value, _ = spec
     argv = ([value[0]] if kind == 'ours' else [CONFIGS['rils'], '--official', value])
     argv += ['--batch-size', str(args.batch_size), '--precision', 'bf16', '--device',
              args.device, '--warmup', str(args.warmup)] + (['--compile'] if compile_ else [])
-    return bench.memory_in_subprocess(1 if kind == 'official' else 0, argv)
+    return train_step.memory_in_subprocess(BENCHMARK_TOOL, 1 if kind == 'official' else 0, argv)
 
 
-def time_steps(bench, args, configs):
+def time_steps(args, configs):
     import torch
     specs = _specs(args, configs)
     runners = []
     for kind, value, compile_ in specs:
-        runners.append(bench.build_runner((kind, value), _step_args(args, compile_)))
+        runners.append(train_step.build_runner((kind, value), _step_args(args, compile_)))
     results = []
     for (kind, value, compile_), r in zip(specs, runners):
-        flops = bench.whole_step_flops(r)[1] if not compile_ else None
+        flops = train_step.whole_step_flops(r)[1] if not compile_ else None
         results.append(dict(label=value[2] if kind == 'ours' else r.label,
                             optimizer=r.optim_desc, params_m=r.params_m(),
                             step_flops=flops))
@@ -140,23 +134,23 @@ def time_steps(bench, args, configs):
     times = [[] for _ in runners]
     for _ in range(args.iters):
         for r, t in zip(runners, times):
-            bench.sync(args.device)
+            timing.sync(args.device)
             start = time.perf_counter()
             r.step()
-            bench.sync(args.device)
+            timing.sync(args.device)
             t.append(time.perf_counter() - start)
     del runners
     if args.device.startswith('cuda'):
         torch.cuda.empty_cache()
     n = 512 if args.tiny else 8192
-    peak = bench.matmul_peak(args.device, 'bf16', n=n) * 1e9  # FLOP/s
+    peak = timing.matmul_peak(args.device, autocast_dtype('bf16'), n=n) * 1e9  # FLOP/s
     for res, t, spec in zip(results, times, specs):
         res['times_s'] = t
         res['step_s'] = statistics.median(t)
         res['img_s'] = args.batch_size / res['step_s']
         res['tflops'] = res['step_flops'] / res['step_s'] / 1e12
         res['mfu'] = res['step_flops'] / res['step_s'] / peak
-        res['memory'] = _memory(bench, args, spec, spec[2])
+        res['memory'] = _memory(args, spec, spec[2])
     return results, peak
 
 
@@ -200,13 +194,12 @@ def main(argv=None):
 
     import rils_mm  # noqa: F401
     from rils_mm.utils.cpu import cpu_summary
-    bench = benchmark_train()
-    bench.setup(SimpleNamespace(threads=None, device=args.device, precision='bf16',
+    train_step.setup(SimpleNamespace(threads=None, device=args.device, precision='bf16',
                                 fused_adamw=False, plain_adamw=False))
     with tempfile.TemporaryDirectory() as tmp:
         configs = ({k: _tiny_config(k, tmp) for k in TINY_CONFIGS} if args.tiny else
                    {k: osp.join(ROOT, v) for k, v in CONFIGS.items()})
-        results, peak = time_steps(bench, args, configs)
+        results, peak = time_steps(args, configs)
         reader = reader_rate(args, tmp)
     ours = results[0]
     reader['workers_per_gpu'] = math.ceil(ours['img_s'] / reader['img_s_per_worker'])
