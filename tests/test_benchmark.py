@@ -304,3 +304,19 @@ def test_global_batch_stands_in_for_the_official_gather():
     assert all_image.shape == all_text.shape == (12, 8)
     assert torch.equal(all_image[:4], image.detach()) and not all_image.requires_grad
     assert not torch.equal(all_image[4:], all_text[4:])
+
+
+def test_memory_curve_fits_the_measured_points_and_names_the_failed_one():
+    """A point whose process failed (killed out of memory) is shown as failed and left
+    out of the line peak = a + b * batch, which the other points determine."""
+    sizes = [8, 16, 32, 64]
+    peaks = [3000.0, 4000.0, 6000.0, None]  # 125 MiB per image over 2000 MiB fixed
+    slope, at_budget = train_step.memory_fit(sizes[:3], peaks[:3], budget_mib=24 * 1024)
+    assert slope == pytest.approx(125.0)
+    assert at_budget == pytest.approx((24 * 1024 - 2000.0) / 125.0)
+    table = report.memory_curve_table({'official': peaks, 'ours': [1000.0] * 4}, sizes,
+                                      train_step.memory_fit).splitlines()
+    official = table[1].split()
+    assert official[1:6] == ['3000', '4000', '6000', 'failed', '125.0']
+    assert float(official[6]) == pytest.approx(at_budget, abs=0.5)
+    assert table[2].split()[-1] == 'inf'  # a peak that does not grow fits any batch

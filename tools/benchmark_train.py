@@ -170,7 +170,13 @@ def memory_curve(specs, args, argv):
         label = spec_label(spec)
         rows[label] = []
         for b in args.memory_curve:
-            mem = memory_in_subprocess(__file__, i, argv + ['--batch-size', str(b)])
+            try:
+                mem = memory_in_subprocess(__file__, i, argv + ['--batch-size', str(b)])
+            except RuntimeError as err:  # e.g. killed out of memory: the point, not the curve
+                rows[label].append(None)
+                print(f'  {label:<40} batch {b:>4}: failed, {str(err).splitlines()[0]}',
+                      flush=True)
+                continue
             rows[label].append(mem['peak_mib'])
             print(f'  {label:<40} batch {b:>4}: {mem["peak_mib"]:>9.0f} MiB '
                   f'({mem["kind"]}; {mem.get("optimizer", "?")})', flush=True)

@@ -108,14 +108,17 @@ def ratio_lines(results):
 
 
 def memory_curve_table(rows, batch_sizes, fit) -> str:
-    """The table of ``--memory-curve``: {label: [peak MiB per batch size]} and a fit
-    function ``(batch_sizes, peaks) -> (MiB per image, batch at 24 GiB)``."""
+    """The table of ``--memory-curve``: {label: [peak MiB per batch size, or None where
+    that point's process failed, e.g. killed out of memory]} and a fit function
+    ``(batch_sizes, peaks) -> (MiB per image, batch at 24 GiB)`` over the measured points."""
     lines = [f'{"runner":<40}' + ''.join(f'{b:>9}' for b in batch_sizes)
              + f'{"MiB/img":>9}{"batch@24GiB (fit)":>19}']
     for label, peaks in rows.items():
-        line = f'{label:<40}' + ''.join(f'{p:>9.0f}' for p in peaks)
-        if len(peaks) > 1:
-            slope, at_budget = fit(batch_sizes, peaks)
+        line = f'{label:<40}' + ''.join(
+            f'{p:>9.0f}' if p is not None else f'{"failed":>9}' for p in peaks)
+        measured = [(b, p) for b, p in zip(batch_sizes, peaks) if p is not None]
+        if len(measured) > 1:
+            slope, at_budget = fit(*zip(*measured))
             line += f'{slope:>9.1f}{at_budget:>19.0f}'
         lines.append(line)
     return '\n'.join(lines)

@@ -167,7 +167,8 @@ def time_runners(runners, args, peak):
 
 def memory_fit(batch_sizes, peaks, budget_mib: float = 24 * 1024):
     """(MiB per image, batch size at ``budget_mib``) of the line ``peak = a + b * batch``
-    through the measurements (inf when the peak does not grow)."""
+    through the measurements (inf when the peak does not grow: a slope under 1e-6 MiB
+    per image is the fit's rounding of a flat line)."""
     import numpy as np
     slope, icpt = np.polyfit(batch_sizes, peaks, 1)
-    return slope, (budget_mib - icpt) / slope if slope > 0 else float('inf')
+    return slope, (budget_mib - icpt) / slope if slope > 1e-6 else float('inf')
