@@ -20,6 +20,8 @@ custom_hooks = [
     dict(type='LogitScaleClampHook'),  # heads with a learnable temperature (CLIP, RILS, ...)
     dict(type='RNGStateHook'),  # exact resume: python / numpy / torch generator states
     dict(type='NonFiniteStepHook'),  # logs skipped NaN/inf steps with their loss terms
+    # resumes checkpoints of one optimiser group per parameter into merged groups
+    dict(type='ParamGroupLayoutHook'),
     dict(type='DataSkipCounterHook', max_skip_ratio=0.5, min_samples=200),
     dict(type='DatasetEpochHook'),  # forwards the epoch (and seed) to the train data set
     dict(type='ZeroShotClassifierHook'),  # text-tower models on zero-shot eval sets

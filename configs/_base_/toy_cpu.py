@@ -11,6 +11,7 @@ max_epochs = 10
 optim_wrapper = dict(
     _delete_=True,
     type='FiniteStepOptimWrapper',  # fp32; skips non-finite steps
+    constructor={{_base_.optim_wrapper.constructor}},
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-8),
     paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 param_scheduler = [

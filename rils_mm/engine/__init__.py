@@ -6,12 +6,16 @@ from .optim_wrapper import (
                             FiniteStepOptimWrapper,
                             NonFiniteStepError,
 )
-from .optimizers import BackboneLayerDecayOptimWrapperConstructor
+from .optimizers import (
+                            BackboneLayerDecayOptimWrapperConstructor,
+                            MergedParamGroupsOptimWrapperConstructor,
+)
 from .resume import RankStateHook, ResumableStream, ResumeParticipant, ResumePosition
 
 __all__ = [
     'AutocastOptimWrapper', 'FiniteStepOptimWrapper', 'FiniteStepAmpOptimWrapper',
     'NonFiniteStepError', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
-    'BackboneLayerDecayOptimWrapperConstructor', 'ResumeParticipant', 'ResumableStream',
+    'BackboneLayerDecayOptimWrapperConstructor', 'MergedParamGroupsOptimWrapperConstructor',
+    'ResumeParticipant', 'ResumableStream',
     'ResumePosition', 'RankStateHook'
 ]
