@@ -207,12 +207,12 @@ def test_coco_config_trains_and_evaluates_bbox_and_segm_ap(toy_coco, rils_ckpt, 
         assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
     # layer-wise lr decay 0.7 over 4 blocks: embedding 0.7^5, block i 0.7^(4-i), heads 1
     groups = runner.optim_wrapper.optimizer.param_groups
-    scale = {g['param_name']: g['lr_scale'] for g in groups}
+    scale = {n: g['lr_scale'] for g in groups for n in g['param_names']}  # merged groups
     assert scale['backbone.patch_embed.projection.weight'] == pytest.approx(0.7**5)
     assert scale['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.7**4)
     assert scale['backbone.layers.3.attn.rel_pos_h'] == pytest.approx(0.7)
     assert scale['roi_head.bbox_head.fc_cls.weight'] == 1.0
-    wd = {g['param_name']: g['weight_decay'] for g in groups}
+    wd = {n: g['weight_decay'] for g in groups for n in g['param_names']}
     assert wd['backbone.pos_embed'] == 0 and wd['backbone.layers.0.ln1.weight'] == 0
     assert wd['backbone.layers.0.attn.qkv.weight'] == pytest.approx(0.1)
 

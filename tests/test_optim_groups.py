@@ -16,7 +16,7 @@ from mmpretrain.registry import MODELS
 
 import rils_mm  # noqa: F401
 from rils_mm.engine.hooks import ParamGroupLayoutHook
-from rils_mm.engine.optimizers import param_group_layouts
+from rils_mm.engine.optimizers import PER_PARAM_FLAG, param_group_layouts
 from rils_mm.testing import ToyData, tiny_rils_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -256,18 +256,23 @@ class Net(BaseModel):
 
 
 def _runner(work_dir, per_param, resume_from=None):
+    """``per_param=None``: mmengine's own DefaultOptimWrapperConstructor (the code
+    that wrote the checkpoints before merged groups)."""
     torch.manual_seed(0)
+    paramwise_cfg = dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
+                         custom_keys={'head': dict(lr_mult=2.0)})
+    if per_param is not None:
+        paramwise_cfg[PER_PARAM_FLAG] = per_param
     return Runner(
         model=Net(), work_dir=str(work_dir),
         train_dataloader=dict(dataset=ToyData(8), batch_size=2, num_workers=0,
                               sampler=dict(type='ResumableSampler', shuffle=True)),
         optim_wrapper=dict(
             type='FiniteStepOptimWrapper',
-            constructor='MergedParamGroupsOptimWrapperConstructor',
+            constructor=('DefaultOptimWrapperConstructor' if per_param is None
+                         else 'MergedParamGroupsOptimWrapperConstructor'),
             optimizer=dict(type='AdamW', lr=0.05, weight_decay=0.1),
-            paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-                               custom_keys={'head': dict(lr_mult=2.0)},
-                               per_param_groups=per_param)),
+            paramwise_cfg=paramwise_cfg),
         param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                               end=4),
                          dict(type='CosineAnnealingLR', eta_min=1e-3, by_epoch=False,
@@ -282,9 +287,16 @@ def _runner(work_dir, per_param, resume_from=None):
 
 @pytest.mark.slow  # Runners
 def test_runner_resumes_a_per_parameter_checkpoint_into_merged_groups(tmp_path):
-    old = _runner(tmp_path / 'old', per_param=True)
+    """A checkpoint of mmengine's per-parameter groups (iteration 6 of 12), resumed
+    with merged groups, ends with the uninterrupted runs' weights and schedulers."""
+    old = _runner(tmp_path / 'old', per_param=None)  # mmengine's constructor
     old.train()
     assert len(old.optim_wrapper.optimizer.param_groups) == 6
+    assert param_group_layouts(old.optim_wrapper.optimizer) is None
+    flagged = _runner(tmp_path / 'flag', per_param=True)
+    flagged.train()
+    assert [g['params'] for g in flagged.optim_wrapper.state_dict()['param_groups']] == [
+        g['params'] for g in old.optim_wrapper.state_dict()['param_groups']]
     ref = _runner(tmp_path / 'ref', per_param=False)
     ref.train()
     assert len(ref.optim_wrapper.optimizer.param_groups) == 3
@@ -292,10 +304,11 @@ def test_runner_resumes_a_per_parameter_checkpoint_into_merged_groups(tmp_path):
                       resume_from=str(tmp_path / 'old' / 'iter_6.pth'))
     resumed.train()
     assert resumed.iter == 12
-    for (name, v), w, u in zip(ref.model.state_dict().items(),
-                               resumed.model.state_dict().values(),
-                               old.model.state_dict().values()):
-        assert torch.equal(v, w) and torch.equal(v, u), name
+    for (name, v), w, u, f in zip(ref.model.state_dict().items(),
+                                  resumed.model.state_dict().values(),
+                                  old.model.state_dict().values(),
+                                  flagged.model.state_dict().values()):
+        assert torch.equal(v, w) and torch.equal(v, u) and torch.equal(v, f), name
     for s_ref, s_new in zip(ref.param_schedulers, resumed.param_schedulers):
         assert s_new.base_values == s_ref.base_values
         assert s_new.get_last_value() == s_ref.get_last_value()

@@ -244,7 +244,8 @@ def test_layer_decay_constructor_reads_depths_from_the_backbone():
         paramwise_cfg=dict(layer_decay_rate=0.7, flat_decay_mult=0.0,
                            custom_keys={'pos_embed': dict(decay_mult=0.0)}),
         optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.1)))
-    groups = {g['param_name']: g for g in wrapper.optimizer.param_groups}
+    # merged groups (one per depth and weight decay) list their parameters' names
+    groups = {n: g for g in wrapper.optimizer.param_groups for n in g['param_names']}
     L = 4
     assert groups['backbone.patch_embed.projection.weight']['lr'] == pytest.approx(
         1e-4 * 0.7**(L + 1))
