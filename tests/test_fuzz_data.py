@@ -15,14 +15,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.logging import MMLogger
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from PIL import Image
 
 from rils_mm.datasets.transforms import get_clip_tokenizer
-from rils_mm.testing import write_tar_shard
+from rils_mm.testing import ImageToyModel, write_tar_shard
 from rils_mm.utils.checkpoint import load_from_local, register_checkpoint_safety
 
 register_checkpoint_safety()
@@ -74,22 +72,10 @@ def bad_images():
     }
 
 
-class _Model(BaseModel):
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(()))
-
-    def forward(self, inputs, data_samples=None, mode='loss'):
-        x = torch.stack([i.float() for i in inputs])
-        assert x.shape[1:] == (3, 16, 16)
-        return dict(loss=(x.mean() / 255 * self.w).pow(2))
-
-
 def _train(work_dir, name, dataloader):
     torch.manual_seed(0)
     runner = Runner(
-        model=_Model(), work_dir=str(work_dir), experiment_name=name,
+        model=ImageToyModel(image_shape=(3, 16, 16)), work_dir=str(work_dir), experiment_name=name,
         train_dataloader=dataloader,
         optim_wrapper=dict(type='FiniteStepOptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(type='ResumableEpochBasedTrainLoop', max_epochs=1),

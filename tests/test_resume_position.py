@@ -7,9 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -17,7 +15,7 @@ from torch.utils.data import DataLoader
 from rils_mm.datasets import WebImageTextDataset
 from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.engine import ResumableSampler
-from rils_mm.testing import ToyData, ToyModel, write_tar_shard
+from rils_mm.testing import ImageToyModel, ToyData, ToyModel, write_tar_shard
 from rils_mm.utils.checkpoint import register_checkpoint_safety
 
 register_checkpoint_safety()
@@ -130,19 +128,6 @@ def test_webdataset_skip_batches_continues_the_same_stream(tmp_path, num_workers
 
 
 # ------------------------------------------------- CSV data with loader workers
-class _CropModel(BaseModel):
-    """Its loss depends on every pixel of the random crops and on torch noise."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3 * 8 * 8, 1)
-
-    def forward(self, inputs, data_samples=None, mode='loss'):
-        x = inputs.float().flatten(1) / 255
-        noise = torch.rand(x.shape[0], 1)  # the training process's own stream
-        return dict(loss=(self.linear(x) * noise).pow(2).mean())
-
-
 class _RecordCrops(Hook):
 
     def __init__(self):
@@ -167,7 +152,7 @@ def _csv_runner(work_dir, name, data_root, num_workers, resume_from=None):
     torch.manual_seed(0)
     record = _RecordCrops()
     runner = Runner(
-        model=_CropModel(),
+        model=ImageToyModel(image_shape=(3, 8, 8), noise=True),
         work_dir=str(work_dir),
         experiment_name=name,
         train_dataloader=dict(

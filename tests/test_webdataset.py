@@ -10,9 +10,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.dataset import pseudo_collate
-from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
@@ -24,7 +22,7 @@ from rils_mm.datasets.transforms import get_clip_tokenizer
 from rils_mm.datasets.webdataset import WebImageTextDataset
 from rils_mm.engine.hooks import WebDatasetEpochHook
 from rils_mm.engine.hooks.data_skip_hook import DataSkipCounterHook
-from rils_mm.testing import write_tar_shard
+from rils_mm.testing import ImageToyModel, write_tar_shard
 from rils_mm.testing.shards import add_tar_member
 
 PIPELINE = [dict(type='TokenizeText'), dict(type='PackImageTextInputs')]
@@ -382,21 +380,6 @@ def test_mmengine_build_dataloader_and_epoch_hook(tmp_path, mmpretrain_scope):
     assert got != epoch0 and sorted(got) == sorted(epoch0)
 
 
-class _ToyModel(BaseModel):
-    """Records the samples it is trained on."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-        self.seen = []
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        assert all(isinstance(s.text_tokens, torch.Tensor) for s in data_samples)
-        self.seen.append([s.img_path.split('#')[1] for s in data_samples])
-        x = torch.stack([i.float().mean() for i in inputs]).mean() / 255
-        return dict(loss=((self.w - x)**2).sum())
-
-
 @pytest.mark.slow  # a Runner, loader workers
 def test_runner_trains_two_epochs_with_hooks(tmp_path):
     make_shards(tmp_path, [4] * 4)
@@ -404,7 +387,7 @@ def test_runner_trains_two_epochs_with_hooks(tmp_path):
     with tarfile.open(tmp_path / 'train-000000.tar', 'a') as tar:
         add_tar_member(tar, 'zz_bad.jpg', b'oops!')
         add_tar_member(tar, 'zz_bad.txt', b'bad')
-    model = _ToyModel()
+    model = ImageToyModel(image_shape=(3, 6, 8))  # make_shards writes 8 x 6 JPEGs
     runner = Runner(
         model=model,
         work_dir=str(tmp_path / 'work'),
@@ -430,9 +413,11 @@ def test_runner_trains_two_epochs_with_hooks(tmp_path):
         ],
         randomness=dict(seed=0))
     runner.train()
-    assert len(model.seen) == 8 and all(len(b) == 4 for b in model.seen)
-    epoch0 = [k for b in model.seen[:4] for k in b]
-    epoch1 = [k for b in model.seen[4:] for k in b]
+    assert all(isinstance(s.text_tokens, torch.Tensor) for b in model.seen for s in b)
+    seen = [[s.img_path.split('#')[1] for s in b] for b in model.seen]
+    assert len(seen) == 8 and all(len(b) == 4 for b in seen)
+    epoch0 = [k for b in seen[:4] for k in b]
+    epoch1 = [k for b in seen[4:] for k in b]
     expected = sorted(f'{s:03d}{i:03d}' for s in range(4) for i in range(4))
     assert sorted(epoch0) == expected == sorted(epoch1)
     assert epoch0 != epoch1  # the hook made the workers reshuffle

@@ -1,13 +1,14 @@
 """A toy data set and model for tests of the training machinery (loops, hooks,
 checkpoints, optimiser wrappers) in an mmengine ``Runner``: milliseconds a step."""
-from typing import Iterable
+import math
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
-__all__ = ['ToyData', 'ToyModel']
+__all__ = ['ToyData', 'ToyModel', 'ImageToyModel']
 
 
 class ToyData(Dataset):
@@ -65,3 +66,34 @@ class ToyModel(BaseModel):
             recon = recon * float('nan')
         self.calls += 1
         return dict(loss_contra=y.abs().mean(), loss_recon=recon)
+
+
+class ImageToyModel(BaseModel):
+    """``y = linear(pixels / 255)`` of each image of a real data pipeline's batch (uint8
+    images of ``image_shape``; another shape fails in the linear layer), ``loss =
+    mean(y^2)``, so that the loss depends on every pixel of every sample.
+
+    Args:
+        image_shape (Sequence[int]): ``(C, H, W)`` of the pipeline's images. Defaults
+            to ``(3, 8, 8)``.
+        noise (bool): Multiply ``y`` by ``torch.rand`` noise from the training
+            process's global generator (a resume that does not restore it differs).
+            Defaults to False.
+
+    Attributes:
+        seen (list): The ``data_samples`` of each forward call, in order.
+    """
+
+    def __init__(self, image_shape: Sequence[int] = (3, 8, 8), noise: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(math.prod(image_shape), 1)
+        self.noise = noise
+        self.seen = []
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        x = torch.stack(list(inputs)) if isinstance(inputs, (list, tuple)) else inputs
+        y = self.linear(x.float().flatten(1) / 255)
+        if self.noise:
+            y = y * torch.rand(x.shape[0], 1)
+        self.seen.append(list(data_samples or []))
+        return dict(loss=y.pow(2).mean())
